@@ -1,0 +1,133 @@
+//! The Docker plugin protocol edge: every call is `POST /<Method>` with a
+//! JSON body (protocol doc §1). Routing, body limits and the one place an
+//! [`Error`] becomes an HTTP reply live here; the server and its shutdown in
+//! [`server`].
+
+mod handlers;
+pub mod server;
+pub mod wire;
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use warp::http::{Method, StatusCode};
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::error::Error;
+use crate::service::Service;
+
+/// Largest request body accepted. Docker's requests are a few hundred bytes.
+pub const MAX_BODY: usize = 64 << 10;
+
+/// The filter serving every endpoint.
+pub fn routes(
+    svc: Arc<Service>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::body::stream())
+        .then(move |method: Method, path: FullPath, body| {
+            let svc = svc.clone();
+            async move {
+                let result = match read_body(body).await {
+                    Ok(bytes) => dispatch(&svc, &method, path.as_str(), &bytes).await,
+                    Err(e) => Err(e),
+                };
+                reply(path.as_str(), result)
+            }
+        })
+        .recover(|r: warp::Rejection| async move {
+            // The filters above accept every request; this is a safety net
+            // so that even a surprise rejection answers in the wire format.
+            let e = Error::BadRequest(format!("request could not be handled: {r:?}"));
+            Ok::<_, std::convert::Infallible>(reply("", Err(e)))
+        })
+        .unify()
+}
+
+/// Reads the body, refusing more than [`MAX_BODY`] bytes.
+async fn read_body<S, B>(body: S) -> Result<Vec<u8>, Error>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut out = Vec::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|e| Error::BadRequest(format!("request body could not be read: {e}")))?;
+        if out.len() + chunk.remaining() > MAX_BODY {
+            return Err(Error::TooLarge(MAX_BODY));
+        }
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            out.extend_from_slice(c);
+            let n = c.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+fn json<T: Serialize>(v: T) -> Result<Response, Error> {
+    Ok(warp::reply::json(&v).into_response())
+}
+
+async fn dispatch(
+    svc: &Service,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Result<Response, Error> {
+    let known = matches!(
+        path,
+        "/Plugin.Activate"
+            | "/IpamDriver.GetCapabilities"
+            | "/IpamDriver.GetDefaultAddressSpaces"
+            | "/IpamDriver.RequestPool"
+            | "/IpamDriver.ReleasePool"
+            | "/IpamDriver.RequestAddress"
+            | "/IpamDriver.ReleaseAddress"
+    );
+    if !known {
+        return Err(Error::NotFound(path.to_string()));
+    }
+    if method != Method::POST {
+        return Err(Error::Method(method.to_string()));
+    }
+    match path {
+        "/Plugin.Activate" => json(handlers::activate()),
+        "/IpamDriver.GetCapabilities" => json(handlers::capabilities()),
+        "/IpamDriver.GetDefaultAddressSpaces" => json(handlers::address_spaces()),
+        "/IpamDriver.RequestPool" => json(handlers::request_pool(svc, body).await?),
+        "/IpamDriver.ReleasePool" => json(handlers::release_pool(svc, body).await?),
+        "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
+        _ => json(handlers::release_address(svc, body).await?),
+    }
+}
+
+/// The one place an error becomes a reply: a non-200 status with
+/// `{"Err": "..."}`, which dockerd shows as `IpamDriver.<Method>: <Err>`.
+fn reply(path: &str, result: Result<Response, Error>) -> Response {
+    let err = match result {
+        Ok(r) => return r,
+        Err(e) => e,
+    };
+    let status = match &err {
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+        Error::Ipam(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    log::warn!("{path}: {err}");
+    let body = warp::reply::json(&wire::ErrorResponse {
+        err: err.to_string(),
+    });
+    warp::reply::with_status(body, status).into_response()
+}

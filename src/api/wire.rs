@@ -1,0 +1,131 @@
+//! The JSON dockerd sends and expects (moby `ipams/remote/api/api.go`).
+//!
+//! Keys are Go field names. Decoding is tolerant the way Go's is: missing
+//! keys and `null` become defaults, unknown keys are ignored.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `null` decodes as the type's default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A string map whose values may also be `null` (dropped).
+fn string_map<'de, D>(d: D) -> Result<HashMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let m: Option<HashMap<String, Option<String>>> = Option::deserialize(d)?;
+    Ok(m.unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+}
+
+/// `/IpamDriver.RequestPool` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestPoolRequest {
+    #[serde(rename = "AddressSpace", deserialize_with = "nullable")]
+    pub address_space: String,
+    #[serde(rename = "Pool", deserialize_with = "nullable")]
+    pub pool: String,
+    #[serde(rename = "SubPool", deserialize_with = "nullable")]
+    pub sub_pool: String,
+    #[serde(rename = "Options", deserialize_with = "string_map")]
+    pub options: HashMap<String, String>,
+    #[serde(rename = "V6", deserialize_with = "nullable")]
+    pub v6: bool,
+}
+
+/// `/IpamDriver.RequestPool` response.
+#[derive(Debug, Serialize)]
+pub struct RequestPoolResponse {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(rename = "Pool")]
+    pub pool: String,
+    #[serde(rename = "Data")]
+    pub data: HashMap<String, String>,
+}
+
+/// `/IpamDriver.ReleasePool` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReleasePoolRequest {
+    #[serde(rename = "PoolID", deserialize_with = "nullable")]
+    pub pool_id: String,
+}
+
+/// `/IpamDriver.RequestAddress` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestAddressRequest {
+    #[serde(rename = "PoolID", deserialize_with = "nullable")]
+    pub pool_id: String,
+    #[serde(rename = "Address", deserialize_with = "nullable")]
+    pub address: String,
+    #[serde(rename = "Options", deserialize_with = "string_map")]
+    pub options: HashMap<String, String>,
+}
+
+/// `/IpamDriver.RequestAddress` response.
+#[derive(Debug, Serialize)]
+pub struct RequestAddressResponse {
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Data")]
+    pub data: HashMap<String, String>,
+}
+
+/// `/IpamDriver.ReleaseAddress` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReleaseAddressRequest {
+    #[serde(rename = "PoolID", deserialize_with = "nullable")]
+    pub pool_id: String,
+    #[serde(rename = "Address", deserialize_with = "nullable")]
+    pub address: String,
+}
+
+/// `/IpamDriver.GetCapabilities` response.
+#[derive(Debug, Serialize)]
+pub struct CapabilitiesResponse {
+    #[serde(rename = "RequiresMACAddress")]
+    pub requires_mac_address: bool,
+    #[serde(rename = "RequiresRequestReplay")]
+    pub requires_request_replay: bool,
+}
+
+/// `/IpamDriver.GetDefaultAddressSpaces` response.
+#[derive(Debug, Serialize)]
+pub struct AddressSpacesResponse {
+    #[serde(rename = "LocalDefaultAddressSpace")]
+    pub local: &'static str,
+    #[serde(rename = "GlobalDefaultAddressSpace")]
+    pub global: &'static str,
+}
+
+/// `/Plugin.Activate` response.
+#[derive(Debug, Serialize)]
+pub struct ActivateResponse {
+    #[serde(rename = "Implements")]
+    pub implements: [&'static str; 1],
+}
+
+/// An empty reply (`{}`): releases must answer valid JSON.
+#[derive(Debug, Serialize)]
+pub struct Empty {}
+
+/// The error body dockerd understands on a non-200 reply.
+#[derive(Debug, Serialize)]
+pub struct ErrorResponse {
+    #[serde(rename = "Err")]
+    pub err: String,
+}

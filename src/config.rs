@@ -1,0 +1,404 @@
+//! Settings: one definition each, read from flags, then the environment
+//! (with the GIPAM_-prefixed aliases of the original gipam), then the
+//! default; validated into a [`Config`] before anything starts. Sources are
+//! passed in (args and an env iterator), so tests never touch the process
+//! environment.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, Command};
+use ipnet::IpNet;
+
+use crate::ipam::{Family, Settings};
+
+/// The IPv4 pool used when V4 is not set: Docker's local defaults start at
+/// 172.17.0.0/16 (plus 192.168.0.0/16 and, for swarm, 10.0.0.0/8), Podman's
+/// at 10.88.0.0/16 and 10.89.0.0/16 onwards, so 172.16.0.0/16 overlaps none.
+pub const DEFAULT_V4: &str = "172.16.0.0/16";
+
+/// One setting.
+struct Setting {
+    env: &'static str,
+    aliases: &'static [&'static str],
+    flag: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        env: "V4",
+        aliases: &["GIPAM_V4"],
+        flag: "v4",
+        default: DEFAULT_V4,
+        help: "main IPv4 pool(s), comma-separated CIDRs",
+    },
+    Setting {
+        env: "V4AB",
+        aliases: &["GIPAM_V4AB"],
+        flag: "v4ab",
+        default: "24",
+        help: "prefix length of the IPv4 block one network gets",
+    },
+    Setting {
+        env: "V6",
+        aliases: &["GIPAM_V6"],
+        flag: "v6",
+        default: "",
+        help: "main IPv6 pool(s); empty: a ULA /48 generated once and kept in the state",
+    },
+    Setting {
+        env: "V6AB",
+        aliases: &["GIPAM_V6AB"],
+        flag: "v6ab",
+        default: "64",
+        help: "prefix length of the IPv6 block one network gets",
+    },
+    Setting {
+        env: "STATE_DIR",
+        aliases: &[],
+        flag: "state-dir",
+        default: "/var/lib/gipam",
+        help: "directory of the durable state (GIPAM_FILE=path uses the file's directory)",
+    },
+    Setting {
+        env: "SOCKET",
+        aliases: &[],
+        flag: "socket",
+        default: "/run/docker/plugins/gipam.sock",
+        help: "unix socket to serve on",
+    },
+    Setting {
+        env: "ADDRESS",
+        aliases: &["GIPAM_ADDRESS"],
+        flag: "address",
+        default: "",
+        help: "serve on TCP host:port instead (:port means loopback) and write SPEC_FILE",
+    },
+    Setting {
+        env: "SPEC_FILE",
+        aliases: &[],
+        flag: "spec-file",
+        default: "/etc/docker/plugins/gipam.spec",
+        help: "plugin spec file written when ADDRESS is set",
+    },
+    Setting {
+        env: "LOG",
+        aliases: &[],
+        flag: "log",
+        default: "info",
+        help: "log filter, env_logger syntax (e.g. debug, gipam=trace)",
+    },
+];
+
+/// Where to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp {
+        addr: SocketAddr,
+        spec_file: PathBuf,
+    },
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub settings: Settings,
+    pub state_dir: PathBuf,
+    pub listen: Listen,
+    pub log: String,
+}
+
+/// Why no config came out.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// `--help` or `--version`: print this and exit 0.
+    Info(String),
+    /// Bad input: print this one line and exit non-zero.
+    Invalid(String),
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new("gipam")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Docker IPAM driver: per-network blocks from routed prefixes, kept durably")
+        .after_help("Flags override environment variables, which override defaults.");
+    for s in SETTINGS {
+        let mut env = s.env.to_string();
+        for a in s.aliases {
+            env.push_str(", ");
+            env.push_str(a);
+        }
+        let default = if s.default.is_empty() {
+            "none".to_string()
+        } else {
+            s.default.to_string()
+        };
+        cmd = cmd.arg(
+            Arg::new(s.flag)
+                .long(s.flag)
+                .value_name(s.env)
+                .action(ArgAction::Set)
+                .help(format!("{} [env: {env}] [default: {default}]", s.help)),
+        );
+    }
+    cmd
+}
+
+impl Config {
+    /// Builds a config from command-line args (with the program name first)
+    /// and environment pairs.
+    pub fn from_sources<A, E>(args: A, env: E) -> Result<Config, ConfigError>
+    where
+        A: IntoIterator<Item = String>,
+        E: IntoIterator<Item = (String, String)>,
+    {
+        let matches = command()
+            .try_get_matches_from(args)
+            .map_err(|e| match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ConfigError::Info(e.to_string())
+                }
+                _ => ConfigError::Invalid(e.to_string().lines().next().unwrap_or("").to_string()),
+            })?;
+        let env: HashMap<String, String> = env.into_iter().collect();
+        let mut raw: HashMap<&'static str, String> = HashMap::new();
+        for s in SETTINGS {
+            let v = matches
+                .get_one::<String>(s.flag)
+                .cloned()
+                .or_else(|| env.get(s.env).cloned())
+                .or_else(|| s.aliases.iter().find_map(|a| env.get(*a).cloned()))
+                .or_else(|| {
+                    (s.env == "STATE_DIR")
+                        .then(|| env.get("GIPAM_FILE"))
+                        .flatten()
+                        .map(|f| parent_dir(f))
+                })
+                .unwrap_or_else(|| s.default.to_string());
+            raw.insert(s.env, v.trim().to_string());
+        }
+        let get = |k: &str| raw.get(k).cloned().unwrap_or_default();
+        let invalid = ConfigError::Invalid;
+
+        let v4 = pools("V4", &get("V4"), Family::V4).map_err(invalid)?;
+        let v4 = if v4.is_empty() {
+            pools("V4", DEFAULT_V4, Family::V4).map_err(invalid)?
+        } else {
+            v4
+        };
+        let v6 = pools("V6", &get("V6"), Family::V6).map_err(invalid)?;
+        let v4ab = block("V4AB", &get("V4AB"), Family::V4, &v4).map_err(invalid)?;
+        // The generated ULA is a /48.
+        let ula = ["fd00::/48"
+            .parse()
+            .map_err(|_| invalid("internal: ula".into()))?];
+        let v6_for_check: &[IpNet] = if v6.is_empty() { &ula } else { &v6 };
+        let v6ab = block("V6AB", &get("V6AB"), Family::V6, v6_for_check).map_err(invalid)?;
+
+        let state_dir = PathBuf::from(get("STATE_DIR"));
+        if state_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "STATE_DIR is empty; give a directory such as /var/lib/gipam".into(),
+            ));
+        }
+        let listen = match get("ADDRESS").as_str() {
+            "" => {
+                let socket = get("SOCKET");
+                if socket.is_empty() {
+                    return Err(invalid(
+                        "SOCKET is empty; give a path such as /run/docker/plugins/gipam.sock"
+                            .into(),
+                    ));
+                }
+                Listen::Unix(PathBuf::from(socket))
+            }
+            a => Listen::Tcp {
+                addr: tcp_address(a).map_err(invalid)?,
+                spec_file: PathBuf::from(get("SPEC_FILE")),
+            },
+        };
+        Ok(Config {
+            settings: Settings { v4, v6, v4ab, v6ab },
+            state_dir,
+            listen,
+            log: get("LOG"),
+        })
+    }
+}
+
+fn parent_dir(file: &str) -> String {
+    std::path::Path::new(file)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| ".".to_string())
+}
+
+/// Parses a comma-separated list of canonical, non-overlapping CIDRs.
+fn pools(name: &str, text: &str, family: Family) -> Result<Vec<IpNet>, String> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net: IpNet = item.parse().map_err(|_| {
+            format!(
+                "{name}={text}: {item:?} is not a CIDR such as {}",
+                example(family)
+            )
+        })?;
+        if Family::of_net(&net) != family {
+            return Err(format!("{name}={text}: {item} is not an {family} prefix"));
+        }
+        if net.trunc() != net {
+            return Err(format!(
+                "{name}={text}: {item} has host bits set; use {}",
+                net.trunc()
+            ));
+        }
+        if let Some(o) = out.iter().find(|o| o.contains(&net) || net.contains(*o)) {
+            return Err(format!(
+                "{name}={text}: {item} overlaps {o}; list each prefix once"
+            ));
+        }
+        out.push(net);
+    }
+    Ok(out)
+}
+
+fn example(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "10.40.0.0/16",
+        Family::V6 => "2001:db8:7700::/48",
+    }
+}
+
+/// Parses a block size that at least one main pool can hold.
+fn block(name: &str, text: &str, family: Family, mains: &[IpNet]) -> Result<u8, String> {
+    let max = family.bits();
+    let n: u8 = text
+        .trim_start_matches('/')
+        .parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{name}={text} is not a prefix length from 1 to {max}"))?;
+    if !mains.is_empty() && mains.iter().all(|m| m.prefix_len() > n) {
+        let list: Vec<String> = mains.iter().map(|m| m.to_string()).collect();
+        return Err(format!(
+            "{name}={n} is larger than every main {family} pool ({}); use a longer prefix",
+            list.join(", ")
+        ));
+    }
+    Ok(n)
+}
+
+/// `host:port`, `[v6]:port` or `:port` (loopback).
+fn tcp_address(text: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("ADDRESS={text} is not host:port (e.g. 127.0.0.1:8181 or :8181)");
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    text.parse().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let args = std::iter::once("gipam".to_string()).chain(args.iter().map(|s| s.to_string()));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_sources(args, env)
+    }
+
+    fn invalid(args: &[&str], env: &[(&str, &str)]) -> String {
+        match cfg(args, env) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[], &[]).expect("defaults are valid");
+        assert_eq!(
+            c.settings.v4,
+            vec!["172.16.0.0/16".parse::<IpNet>().expect("net")]
+        );
+        assert!(c.settings.v6.is_empty());
+        assert_eq!((c.settings.v4ab, c.settings.v6ab), (24, 64));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/gipam"));
+        assert_eq!(
+            c.listen,
+            Listen::Unix("/run/docker/plugins/gipam.sock".into())
+        );
+    }
+
+    #[test]
+    fn flags_override_env_which_overrides_aliases() {
+        let c = cfg(&["--v4ab", "26"], &[("V4AB", "25"), ("GIPAM_V4AB", "27")]).expect("valid");
+        assert_eq!(c.settings.v4ab, 26);
+        let c = cfg(&[], &[("V4AB", "25"), ("GIPAM_V4AB", "27")]).expect("valid");
+        assert_eq!(c.settings.v4ab, 25);
+        let c = cfg(&[], &[("GIPAM_V4AB", "27"), ("GIPAM_V6", "2001:db8::/48")]).expect("valid");
+        assert_eq!(c.settings.v4ab, 27);
+        assert_eq!(c.settings.v6.len(), 1);
+        let c = cfg(&[], &[("GIPAM_FILE", "/srv/gipam/state.json")]).expect("valid");
+        assert_eq!(c.state_dir, PathBuf::from("/srv/gipam"));
+    }
+
+    #[test]
+    fn tcp_address_defaults_to_loopback() {
+        let c = cfg(&["--address", ":8181"], &[]).expect("valid");
+        match c.listen {
+            Listen::Tcp { addr, spec_file } => {
+                assert_eq!(addr.to_string(), "127.0.0.1:8181");
+                assert_eq!(spec_file, PathBuf::from("/etc/docker/plugins/gipam.spec"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+            (
+                &[],
+                &[("V4", "10.40.0.1/16")],
+                "host bits set; use 10.40.0.0/16",
+            ),
+            (&[], &[("V4", "nonsense")], "V4=nonsense"),
+            (&[], &[("V4", "2001:db8::/48")], "not an IPv4 prefix"),
+            (&[], &[("V4", "10.0.0.0/8,10.1.0.0/16")], "overlaps"),
+            (&[], &[("V4AB", "33")], "V4AB=33"),
+            (
+                &[],
+                &[("V4", "10.0.0.0/24"), ("V4AB", "16")],
+                "larger than every main IPv4 pool",
+            ),
+            (&[], &[("V6AB", "40")], "V6AB=40"),
+            (&["--address", "nowhere"], &[], "ADDRESS=nowhere"),
+            (&["--bogus"], &[], "--bogus"),
+        ];
+        for (args, env, want) in cases {
+            let m = invalid(args, env);
+            assert!(m.contains(want), "{args:?} {env:?}: {m}");
+            assert!(!m.contains('\n'), "one line: {m}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_setting_with_env_and_default() {
+        let ConfigError::Info(help) = cfg(&["--help"], &[]).expect_err("help") else {
+            panic!("help is info");
+        };
+        for s in SETTINGS {
+            assert!(help.contains(&format!("--{}", s.flag)), "{}", s.flag);
+            assert!(help.contains(s.env), "{}", s.env);
+        }
+        assert!(help.contains("GIPAM_V4"));
+        assert!(help.contains("172.16.0.0/16"));
+    }
+}

@@ -1,0 +1,57 @@
+//! The error every request path returns. It becomes an HTTP reply in
+//! exactly one place (`api::reply`).
+
+use std::fmt;
+
+use crate::ipam;
+use crate::store::StoreError;
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The request could not be decoded (HTTP 400).
+    BadRequest(String),
+    /// The body was larger than we accept (HTTP 413).
+    TooLarge(usize),
+    /// No such endpoint (HTTP 404).
+    NotFound(String),
+    /// Not a POST (HTTP 405).
+    Method(String),
+    /// The allocator refused (HTTP 500).
+    Ipam(ipam::Error),
+    /// The change could not be made durable (HTTP 500).
+    Store(StoreError),
+}
+
+impl From<ipam::Error> for Error {
+    fn from(e: ipam::Error) -> Self {
+        Error::Ipam(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRequest(m) => f.write_str(m),
+            Error::TooLarge(limit) => write!(
+                f,
+                "request body is larger than {limit} bytes; IPAM requests are small JSON objects"
+            ),
+            Error::NotFound(p) => write!(
+                f,
+                "endpoint {p} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress)"
+            ),
+            Error::Method(m) => write!(f, "method {m} is not allowed; plugin calls are POST"),
+            Error::Ipam(e) => e.fmt(f),
+            Error::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,305 @@
+//! The allocator: turns pool and address requests into [`Change`]s against
+//! a [`State`], following the built-in IPAM where Docker users expect it
+//! (moby `ipams/defaultipam/`) and product.md where gipam does more.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Change, Error, Family, Mac, PoolId, PoolOptions, State, net_bounds, to_addr};
+
+/// The operator's settings the allocator needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Main IPv4 pools, in the order blocks are taken from them.
+    pub v4: Vec<IpNet>,
+    /// Main IPv6 pools; empty means the generated ULA /48 of the state.
+    pub v6: Vec<IpNet>,
+    /// Default IPv4 block size.
+    pub v4ab: u8,
+    /// Default IPv6 block size.
+    pub v6ab: u8,
+}
+
+/// What subnet a RequestPool asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolSpec {
+    /// Any free block of the default (or `--ipam-opt`) size.
+    Auto,
+    /// Any free block of this prefix length (`0.0.0.0/26`, `::/80`).
+    Size(u8),
+    /// Exactly this subnet (`--subnet`).
+    Subnet(IpNet),
+}
+
+/// A parsed RequestPool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRequest {
+    pub space: &'static str,
+    pub spec: PoolSpec,
+    pub range: Option<IpNet>,
+    pub family: Family,
+    pub options: PoolOptions,
+}
+
+impl PoolRequest {
+    /// Parses the fields of a RequestPool as dockerd sends them.
+    pub fn parse(
+        space: &str,
+        pool: &str,
+        sub_pool: &str,
+        v6: bool,
+        options: &HashMap<String, String>,
+    ) -> Result<PoolRequest, Error> {
+        let space = PoolId::space(space)?;
+        let family = if v6 { Family::V6 } else { Family::V4 };
+        let options = PoolOptions::parse(options)?;
+        let range = cidr("ip range", sub_pool)?;
+        let spec = match cidr("pool", pool)? {
+            None => PoolSpec::Auto,
+            Some(net) if net.addr().is_unspecified() => {
+                if net.prefix_len() == 0 {
+                    return Err(Error::SizeZero(net));
+                }
+                if range.is_some() {
+                    return Err(Error::SizeOnlyWithRange(net));
+                }
+                PoolSpec::Size(net.prefix_len())
+            }
+            Some(net) => PoolSpec::Subnet(net),
+        };
+        let shown = |n: &IpNet| match Family::of_net(n) {
+            Family::V4 if family == Family::V6 => Some(n.to_string()),
+            Family::V6 if family == Family::V4 => Some(n.to_string()),
+            _ => None,
+        };
+        for (what, net) in [("pool", cidr("pool", pool)?), ("ip range", range)] {
+            if let Some(text) = net.as_ref().and_then(shown) {
+                return Err(Error::WrongFamily {
+                    what: format!("{what} {text} (request for the {family} pass)"),
+                    want: family,
+                });
+            }
+        }
+        match (&spec, range) {
+            (PoolSpec::Auto, Some(r)) => return Err(Error::SubPoolWithoutPool(r.to_string())),
+            (PoolSpec::Subnet(s), Some(r)) if !s.contains(&r) => {
+                return Err(Error::SubPoolOutside {
+                    range: r,
+                    subnet: *s,
+                });
+            }
+            _ => {}
+        }
+        Ok(PoolRequest {
+            space,
+            spec,
+            range,
+            family,
+            options,
+        })
+    }
+}
+
+/// Parses an optional CIDR that must be a canonical network address.
+fn cidr(what: &'static str, text: &str) -> Result<Option<IpNet>, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let net: IpNet = text.parse().map_err(|_| Error::BadCidr {
+        what,
+        text: text.to_string(),
+    })?;
+    if net.trunc() != net {
+        return Err(Error::HostBits { what, given: net });
+    }
+    Ok(Some(net))
+}
+
+/// A parsed RequestAddress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRequest {
+    pub pool: PoolId,
+    /// The preferred address, if any.
+    pub address: Option<IpAddr>,
+    /// Asked for as the network gateway.
+    pub gateway: bool,
+    /// Rotate for this request (`com.docker.network.ipam.serial`).
+    pub serial: bool,
+    pub mac: Option<Mac>,
+    pub name: Option<String>,
+}
+
+/// The allocator: settings plus the state they act on.
+#[derive(Debug)]
+pub struct Ipam {
+    settings: Settings,
+    state: State,
+}
+
+impl Ipam {
+    /// An allocator over `state`. Refuses settings that leave a held
+    /// automatic block outside every main pool of its family.
+    pub fn new(settings: Settings, state: State) -> Result<Ipam, String> {
+        let ipam = Ipam { settings, state };
+        let mut orphans: HashMap<Family, Vec<String>> = HashMap::new();
+        for p in ipam.state.pools().filter(|p| p.auto) {
+            let f = Family::of_net(&p.id.subnet);
+            if !ipam.mains(f).iter().any(|m| m.contains(&p.id.subnet)) {
+                orphans.entry(f).or_default().push(p.id.to_string());
+            }
+        }
+        let mut lines = Vec::new();
+        for f in [Family::V4, Family::V6] {
+            if let Some(ids) = orphans.get(&f) {
+                let (name, list) = match f {
+                    Family::V4 => ("V4", &ipam.settings.v4),
+                    Family::V6 => ("V6", &ipam.settings.v6),
+                };
+                let now: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+                lines.push(format!(
+                    "{name}={} no longer contains the blocks {} held by live networks; put their range back into {name} or remove those networks first",
+                    now.join(","),
+                    ids.join(", ")
+                ));
+            }
+        }
+        if lines.is_empty() {
+            Ok(ipam)
+        } else {
+            Err(lines.join("; "))
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Applies a planned change.
+    pub fn apply(&mut self, change: &Change) -> Result<(), Error> {
+        self.state.apply(change)
+    }
+
+    /// The main pools of a family.
+    pub fn mains(&self, family: Family) -> Vec<IpNet> {
+        match family {
+            Family::V4 => self.settings.v4.clone(),
+            Family::V6 if self.settings.v6.is_empty() => {
+                self.state.ula().map(IpNet::V6).into_iter().collect()
+            }
+            Family::V6 => self.settings.v6.clone(),
+        }
+    }
+
+    /// Plans a RequestPool.
+    pub fn plan_pool(&self, req: &PoolRequest) -> Result<Change, Error> {
+        let (subnet, auto) = match req.spec {
+            PoolSpec::Subnet(net) => {
+                if let Some((held, _)) = self.state.overlapping(&net) {
+                    return Err(Error::Overlap {
+                        requested: net,
+                        held: held.clone(),
+                    });
+                }
+                (net, false)
+            }
+            PoolSpec::Size(prefix) => (self.find_block(req.family, prefix)?, true),
+            PoolSpec::Auto => {
+                let prefix = req.options.block(req.family).unwrap_or(match req.family {
+                    Family::V4 => self.settings.v4ab,
+                    Family::V6 => self.settings.v6ab,
+                });
+                (self.find_block(req.family, prefix)?, true)
+            }
+        };
+        Ok(Change::AddPool {
+            id: PoolId {
+                space: req.space.to_string(),
+                subnet,
+                range: req.range,
+            },
+            auto,
+            serial: req.options.serial,
+        })
+    }
+
+    /// The lowest free block of `/prefix` in the main pools of `family`.
+    /// Held blocks are skipped, so the daemon's "this overlaps a host route,
+    /// give me another" loop always makes progress (moby/libnetwork#1386).
+    pub fn find_block(&self, family: Family, prefix: u8) -> Result<IpNet, Error> {
+        let mains = self.mains(family);
+        let bits = family.bits();
+        if prefix > 0 && prefix <= bits {
+            let size = 1u128 << (bits - prefix);
+            for main in mains.iter().filter(|m| m.prefix_len() <= prefix) {
+                let (_, mhi) = net_bounds(main);
+                let mut cand = net_bounds(main).0;
+                while cand.checked_add(size - 1).is_some_and(|end| end <= mhi) {
+                    let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
+                        break;
+                    };
+                    match self.state.overlapping(&net) {
+                        None => return Ok(net),
+                        Some((_, held_end)) => match (held_end / size + 1).checked_mul(size) {
+                            Some(next) if next > cand => cand = next,
+                            _ => break,
+                        },
+                    }
+                }
+            }
+        }
+        Err(Error::NoFreeBlock {
+            prefix,
+            family,
+            mains,
+        })
+    }
+
+    /// Plans a ReleasePool; `None` when there is nothing to release.
+    pub fn plan_release_pool(&self, id: &PoolId) -> Option<Change> {
+        self.state
+            .pool(id)
+            .map(|_| Change::ReleasePool { id: id.clone() })
+    }
+
+    /// Plans a RequestAddress; returns the change and the address chosen.
+    pub fn plan_address(&self, req: &AddressRequest) -> Result<(Change, IpAddr), Error> {
+        let pool = self
+            .state
+            .pool(&req.pool)
+            .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
+        let x = pool.choose(req.address, req.gateway, req.serial)?;
+        let address = to_addr(Family::of_net(&req.pool.subnet), x);
+        let change = Change::AddAddress {
+            pool: req.pool.clone(),
+            address,
+            gateway: req.gateway,
+            dynamic: req.address.is_none() && !req.gateway,
+            mac: req.mac,
+            name: req.name.clone(),
+        };
+        Ok((change, address))
+    }
+
+    /// Plans a ReleaseAddress; `None` when there is nothing to release
+    /// (unknown pool or an address not leased: releases are idempotent).
+    pub fn plan_release_address(
+        &self,
+        id: &PoolId,
+        address: IpAddr,
+    ) -> Result<Option<Change>, Error> {
+        let Some(pool) = self.state.pool(id) else {
+            return Ok(None);
+        };
+        let x = pool.check_inside(address)?;
+        Ok(pool
+            .is_leased(to_addr(Family::of_net(&id.subnet), x))
+            .then(|| Change::ReleaseAddress {
+                pool: id.clone(),
+                address,
+            }))
+    }
+}

@@ -1,0 +1,157 @@
+//! One change to the state: what the journal records and what a store
+//! commits atomically (one fsync'd line locally, one compare-and-swap
+//! transaction on etcd).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::PoolId;
+
+/// A change, planned by `Ipam::plan_*` and applied by `State::apply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    /// The default IPv6 pool was generated (once per state, RFC 4193).
+    SetUla { prefix: Ipv6Net },
+    /// A pool is now held.
+    AddPool {
+        id: PoolId,
+        /// Chosen by gipam from the main pools (not an explicit `--subnet`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        auto: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        serial: bool,
+    },
+    /// A pool and all its addresses were released.
+    ReleasePool { id: PoolId },
+    /// An address is now leased.
+    AddAddress {
+        pool: PoolId,
+        address: IpAddr,
+        #[serde(default, skip_serializing_if = "is_false")]
+        gateway: bool,
+        /// Chosen by gipam (moves the serial cursor).
+        #[serde(default, skip_serializing_if = "is_false")]
+        dynamic: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<Mac>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// A leased address was released.
+    ReleaseAddress { pool: PoolId, address: IpAddr },
+}
+
+impl Change {
+    /// The pool a change is about, if any.
+    pub fn pool(&self) -> Option<&PoolId> {
+        match self {
+            Change::SetUla { .. } => None,
+            Change::AddPool { id, .. } | Change::ReleasePool { id } => Some(id),
+            Change::AddAddress { pool, .. } | Change::ReleaseAddress { pool, .. } => Some(pool),
+        }
+    }
+
+    /// The subnet a new pool would hold, if this change adds one.
+    pub fn new_subnet(&self) -> Option<IpNet> {
+        match self {
+            Change::AddPool { id, .. } => Some(id.subnet),
+            _ => None,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An Ethernet address, as Docker sends it (`02:42:ac:11:00:02`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("mac address {s:?} is not of the form 02:42:ac:11:00:02");
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for b in out.iter_mut() {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trips() {
+        let m: Mac = "02:42:AC:11:00:02".parse().expect("mac");
+        assert_eq!(m.to_string(), "02:42:ac:11:00:02");
+        for bad in [
+            "",
+            "02:42",
+            "02:42:ac:11:00:02:03",
+            "zz:42:ac:11:00:02",
+            "2:42:ac:11:00:02",
+        ] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn changes_round_trip_as_json() {
+        let c = Change::AddAddress {
+            pool: "LocalDefault/10.0.0.0/24".parse().expect("id"),
+            address: "10.0.0.2".parse().expect("ip"),
+            gateway: false,
+            dynamic: true,
+            mac: Some(Mac([2, 0x42, 0xac, 0x11, 0, 2])),
+            name: None,
+        };
+        let json = serde_json::to_string(&c).expect("ser");
+        assert_eq!(
+            json,
+            r#"{"op":"add_address","pool":"LocalDefault/10.0.0.0/24","address":"10.0.0.2","dynamic":true,"mac":"02:42:ac:11:00:02"}"#
+        );
+        assert_eq!(serde_json::from_str::<Change>(&json).expect("de"), c);
+    }
+}

@@ -1,0 +1,160 @@
+//! The one error type of the core. Each message is a lowercase phrase that
+//! names the object it is about and, where there is one, the way out.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Family, PoolId};
+
+/// Why a request could not be honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    UnknownAddressSpace(String),
+    BadPoolId(String),
+    BadCidr {
+        what: &'static str,
+        text: String,
+    },
+    HostBits {
+        what: &'static str,
+        given: IpNet,
+    },
+    WrongFamily {
+        what: String,
+        want: Family,
+    },
+    SubPoolWithoutPool(String),
+    SubPoolOutside {
+        range: IpNet,
+        subnet: IpNet,
+    },
+    SizeOnlyWithRange(IpNet),
+    SizeZero(IpNet),
+    Overlap {
+        requested: IpNet,
+        held: PoolId,
+    },
+    NoFreeBlock {
+        prefix: u8,
+        family: Family,
+        mains: Vec<IpNet>,
+    },
+    UnknownOption {
+        key: String,
+        known: &'static [&'static str],
+    },
+    BadOption {
+        key: String,
+        value: String,
+        want: String,
+    },
+    UnknownPool(PoolId),
+    BadAddress(String),
+    AddressOutside {
+        addr: IpAddr,
+        pool: PoolId,
+    },
+    AddressReserved {
+        addr: IpAddr,
+        pool: PoolId,
+        why: &'static str,
+    },
+    AddressInUse {
+        addr: IpAddr,
+        pool: PoolId,
+    },
+    PoolFull(PoolId),
+    /// A journal or snapshot entry that cannot apply to the state: only
+    /// seen when loading a damaged state.
+    Inconsistent(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownAddressSpace(s) => write!(
+                f,
+                "address space {s:?} is unknown; use LocalDefault or GlobalDefault"
+            ),
+            Error::BadPoolId(s) => write!(
+                f,
+                "pool id {s:?} is malformed; expected AddressSpace/subnet[/range] as returned by RequestPool"
+            ),
+            Error::BadCidr { what, text } => {
+                write!(f, "{what} {text:?} is not a CIDR such as 10.1.0.0/24")
+            }
+            Error::HostBits { what, given } => {
+                write!(f, "{what} {given} has host bits set; use {}", given.trunc())
+            }
+            Error::WrongFamily { what, want } => {
+                write!(f, "{what} is not {want}")
+            }
+            Error::SubPoolWithoutPool(r) => write!(
+                f,
+                "ip range {r} needs a subnet; give --subnet together with --ip-range"
+            ),
+            Error::SubPoolOutside { range, subnet } => {
+                write!(f, "ip range {range} is not inside subnet {subnet}")
+            }
+            Error::SizeOnlyWithRange(p) => write!(
+                f,
+                "size-only pool {p} cannot have an ip range; give a real subnet"
+            ),
+            Error::SizeZero(p) => write!(
+                f,
+                "pool {p} covers every address; give a subnet or a size such as 0.0.0.0/24"
+            ),
+            Error::Overlap { requested, held } => write!(
+                f,
+                "pool {requested} overlaps pool {held}, which is in use; choose another subnet or remove the network using it"
+            ),
+            Error::NoFreeBlock {
+                prefix,
+                family,
+                mains,
+            } => {
+                let list: Vec<String> = mains.iter().map(|m| m.to_string()).collect();
+                write!(
+                    f,
+                    "no free /{prefix} block left in the main {family} pools ({}); add or grow a pool (V4/V6) or remove unused networks",
+                    if list.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                )
+            }
+            Error::UnknownOption { key, known } => write!(
+                f,
+                "ipam option {key:?} is unknown; known options: {}",
+                known.join(", ")
+            ),
+            Error::BadOption { key, value, want } => {
+                write!(f, "ipam option {key}={value:?} is invalid: want {want}")
+            }
+            Error::UnknownPool(id) => write!(
+                f,
+                "pool {id} not found; it was released or never requested from this gipam"
+            ),
+            Error::BadAddress(s) => write!(f, "address {s:?} is not an IP address"),
+            Error::AddressOutside { addr, pool } => {
+                write!(f, "address {addr} is outside pool {pool}")
+            }
+            Error::AddressReserved { addr, pool, why } => {
+                write!(f, "address {addr} is the {why} of pool {pool}")
+            }
+            Error::AddressInUse { addr, pool } => {
+                write!(f, "address {addr} already in use in pool {pool}")
+            }
+            Error::PoolFull(id) => write!(
+                f,
+                "no free address left in pool {id}; remove containers or use a larger subnet"
+            ),
+            Error::Inconsistent(s) => write!(f, "state is inconsistent: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,30 @@
+//! The pure core: pools, blocks, address sets and the rules that choose them.
+//!
+//! Nothing here knows about HTTP, Docker's JSON names, files or the network.
+//! Callers hand in typed values and get `Result<_, Error>` back. Every change
+//! to the state is first *planned* (`Ipam::plan_*`, read-only) into a
+//! [`Change`], then *applied* (`State::apply`); the same `apply` replays the
+//! journal at start, so what is on disk and what is in memory cannot drift.
+
+mod addrset;
+mod allocator;
+mod change;
+mod error;
+mod net;
+mod options;
+mod pool;
+mod poolid;
+mod state;
+
+pub use addrset::AddrSet;
+pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
+pub use change::{Change, Mac};
+pub use error::Error;
+pub use net::{Family, first_usable, net_bounds, to_addr, to_u128};
+pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
+pub use pool::{COOLING_MAX, Lease, Pool};
+pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
+pub use state::{Snapshot, State};
+
+#[cfg(test)]
+mod tests;

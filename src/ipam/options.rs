@@ -1,0 +1,132 @@
+//! Network-level `--ipam-opt` keys.
+//!
+//! Unknown keys are refused with the list of known ones, because a typo that
+//! silently does nothing is worse than an error. Keys Docker itself adds
+//! (`com.docker.*`) pass.
+
+use std::collections::HashMap;
+
+use super::{Error, Family};
+
+/// The keys a user may give with `--ipam-opt`.
+pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial"];
+
+/// Docker's own spelling of the serial option (moby `ipamapi/labels.go`).
+pub const DOCKER_SERIAL: &str = "com.docker.network.ipam.serial";
+
+/// What the options of one RequestPool ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Block size for an automatic IPv4 block.
+    pub v4ab: Option<u8>,
+    /// Block size for an automatic IPv6 block.
+    pub v6ab: Option<u8>,
+    /// Rotate through the pool instead of taking the lowest free address.
+    pub serial: bool,
+}
+
+impl PoolOptions {
+    /// Validates an options map.
+    pub fn parse(opts: &HashMap<String, String>) -> Result<Self, Error> {
+        let mut out = PoolOptions::default();
+        // Sorted so the first error reported does not depend on hash order.
+        let mut keys: Vec<&String> = opts.keys().collect();
+        keys.sort();
+        for key in keys {
+            let value = &opts[key];
+            match key.as_str() {
+                "v4ab" => out.v4ab = Some(prefix(key, value, Family::V4)?),
+                "v6ab" => out.v6ab = Some(prefix(key, value, Family::V6)?),
+                "serial" | DOCKER_SERIAL => out.serial |= boolean(key, value)?,
+                k if k.starts_with("com.docker.") => {}
+                _ => {
+                    return Err(Error::UnknownOption {
+                        key: key.clone(),
+                        known: KNOWN_OPTIONS,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The block size asked for `family`, if any.
+    pub fn block(&self, family: Family) -> Option<u8> {
+        match family {
+            Family::V4 => self.v4ab,
+            Family::V6 => self.v6ab,
+        }
+    }
+}
+
+fn prefix(key: &str, value: &str, family: Family) -> Result<u8, Error> {
+    let max = family.bits();
+    let bad = || Error::BadOption {
+        key: key.to_string(),
+        value: value.to_string(),
+        want: format!("a prefix length from 1 to {max}"),
+    };
+    let n: u8 = value
+        .trim()
+        .trim_start_matches('/')
+        .parse()
+        .map_err(|_| bad())?;
+    if n == 0 || n > max {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(Error::BadOption {
+            key: key.to_string(),
+            value: value.to_string(),
+            want: "true or false".to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_known_keys() {
+        let o = PoolOptions::parse(&map(&[("v4ab", "28"), ("v6ab", "/80"), ("serial", "true")]))
+            .expect("valid");
+        assert_eq!(o.v4ab, Some(28));
+        assert_eq!(o.v6ab, Some(80));
+        assert!(o.serial);
+        let o = PoolOptions::parse(&map(&[(DOCKER_SERIAL, "true")])).expect("valid");
+        assert!(o.serial);
+    }
+
+    #[test]
+    fn docker_keys_pass_and_unknown_keys_fail() {
+        assert!(PoolOptions::parse(&map(&[("com.docker.network.whatever", "x")])).is_ok());
+        let err = PoolOptions::parse(&map(&[("v4bits", "28")])).expect_err("typo");
+        assert!(err.to_string().contains("v4ab, v6ab, serial"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_fail() {
+        for (k, v) in [
+            ("v4ab", "0"),
+            ("v4ab", "33"),
+            ("v4ab", "x"),
+            ("v6ab", "129"),
+            ("serial", "maybe"),
+        ] {
+            assert!(PoolOptions::parse(&map(&[(k, v)])).is_err(), "{k}={v}");
+        }
+    }
+}

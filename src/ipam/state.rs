@@ -1,0 +1,204 @@
+//! The state every store keeps: held pools with their leases, and the
+//! generated default IPv6 prefix. `apply` is the only way it changes, both
+//! live and when a journal is replayed; `Snapshot` is its JSON form.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use super::{Change, Error, Family, Lease, Mac, Pool, PoolId, net_bounds, to_u128};
+
+/// Held pools and what they hold.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pools: BTreeMap<PoolId, Pool>,
+    /// Held subnets by (family, first address) -> (last address, id), for
+    /// overlap checks and block search across every address space.
+    index: BTreeMap<(Family, u128), (u128, PoolId)>,
+    ula: Option<Ipv6Net>,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The generated default IPv6 prefix, once there is one.
+    pub fn ula(&self) -> Option<Ipv6Net> {
+        self.ula
+    }
+
+    /// A held pool.
+    pub fn pool(&self, id: &PoolId) -> Option<&Pool> {
+        self.pools.get(id)
+    }
+
+    /// Every held pool, in PoolId order.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    /// Total leases over all pools.
+    pub fn lease_count(&self) -> usize {
+        self.pools.values().map(Pool::lease_count).sum()
+    }
+
+    /// The held pool overlapping `net`, if any. Held pools never overlap
+    /// each other, so the one starting last at or before `net`'s end is
+    /// the only candidate.
+    pub fn overlapping(&self, net: &IpNet) -> Option<(&PoolId, u128)> {
+        let f = Family::of_net(net);
+        let (lo, hi) = net_bounds(net);
+        self.index
+            .range((f, 0)..=(f, hi))
+            .next_back()
+            .filter(|(_, (end, _))| *end >= lo)
+            .map(|(_, (end, id))| (id, *end))
+    }
+
+    /// Applies one change. Live changes were planned against this state and
+    /// always apply; an error means a damaged journal.
+    pub fn apply(&mut self, change: &Change) -> Result<(), Error> {
+        match change {
+            Change::SetUla { prefix } => self.ula = Some(*prefix),
+            Change::AddPool { id, auto, serial } => {
+                if let Some((held, _)) = self.overlapping(&id.subnet) {
+                    return Err(Error::Inconsistent(format!(
+                        "pool {id} added while {held} holds an overlapping subnet"
+                    )));
+                }
+                let f = Family::of_net(&id.subnet);
+                let (lo, hi) = net_bounds(&id.subnet);
+                self.index.insert((f, lo), (hi, id.clone()));
+                self.pools
+                    .insert(id.clone(), Pool::new(id.clone(), *auto, *serial));
+            }
+            Change::ReleasePool { id } => {
+                if self.pools.remove(id).is_some() {
+                    let (lo, _) = net_bounds(&id.subnet);
+                    self.index.remove(&(Family::of_net(&id.subnet), lo));
+                }
+            }
+            Change::AddAddress {
+                pool,
+                address,
+                gateway,
+                dynamic,
+                mac,
+                name,
+            } => {
+                let p = self.pool_mut(pool)?;
+                let x = p.check_inside(*address)?;
+                let lease = Lease {
+                    gateway: *gateway,
+                    mac: *mac,
+                    name: name.as_deref().map(Box::from),
+                };
+                p.add(x, lease, *dynamic)?;
+            }
+            Change::ReleaseAddress { pool, address } => {
+                let p = self.pool_mut(pool)?;
+                p.release(to_u128(*address));
+            }
+        }
+        Ok(())
+    }
+
+    fn pool_mut(&mut self, id: &PoolId) -> Result<&mut Pool, Error> {
+        self.pools
+            .get_mut(id)
+            .ok_or_else(|| Error::Inconsistent(format!("pool {id} is used but was never added")))
+    }
+
+    /// The JSON form of the state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ula: self.ula,
+            pools: self
+                .pools
+                .values()
+                .map(|p| SnapshotPool {
+                    id: p.id.clone(),
+                    auto: p.auto,
+                    serial: p.serial,
+                    cursor: p.cursor(),
+                    leases: p
+                        .leases()
+                        .map(|(address, l)| SnapshotLease {
+                            address,
+                            gateway: l.gateway,
+                            mac: l.mac,
+                            name: l.name.as_deref().map(String::from),
+                        })
+                        .collect(),
+                    cooling: p.cooling().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a state from its JSON form.
+    pub fn from_snapshot(s: Snapshot) -> Result<State, Error> {
+        let mut st = State::new();
+        st.ula = s.ula;
+        for p in s.pools {
+            st.apply(&Change::AddPool {
+                id: p.id.clone(),
+                auto: p.auto,
+                serial: p.serial,
+            })?;
+            let pool = st.pool_mut(&p.id)?;
+            for l in p.leases {
+                let x = pool.check_inside(l.address)?;
+                let lease = Lease {
+                    gateway: l.gateway,
+                    mac: l.mac,
+                    name: l.name.map(String::into_boxed_str),
+                };
+                pool.add(x, lease, false)?;
+            }
+            pool.restore(&p.cooling, p.cursor)?;
+        }
+        Ok(st)
+    }
+}
+
+/// The state as people read it in `snapshot.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ula: Option<Ipv6Net>,
+    #[serde(default)]
+    pub pools: Vec<SnapshotPool>,
+}
+
+/// One pool in a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotPool {
+    pub id: PoolId,
+    #[serde(default)]
+    pub auto: bool,
+    #[serde(default)]
+    pub serial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<IpAddr>,
+    #[serde(default)]
+    pub leases: Vec<SnapshotLease>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cooling: Vec<IpAddr>,
+}
+
+/// One lease in a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotLease {
+    pub address: IpAddr,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gateway: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}

@@ -1,0 +1,18 @@
+//! gipam: a Docker IPAM driver that carves per-network blocks out of the
+//! routed prefixes an operator owns and keeps every allocation durably.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from flags and environment into a validated [`config::Config`].
+//! - [`ipam`]: the pure core — pools, blocks, address sets, the rules that pick them.
+//! - [`store`]: the [`store::Store`] trait and the durable local file store.
+//! - [`service`]: the glue that plans a change, commits it and applies it.
+//! - [`api`]: the Docker plugin protocol over HTTP: wire structs, handlers, server.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod ipam;
+pub mod service;
+pub mod store;

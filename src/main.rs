@@ -1,0 +1,41 @@
+//! The gipam daemon: read settings, start logging, open the store, serve
+//! until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use gipam::config::{Config, ConfigError};
+
+fn main() -> ExitCode {
+    let config = match Config::from_sources(std::env::args(), std::env::vars()) {
+        Ok(c) => c,
+        Err(ConfigError::Info(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(ConfigError::Invalid(line)) => {
+            eprintln!("gipam: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::new()
+        .parse_filters(&config.log)
+        .format_timestamp_millis()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gipam: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(gipam::daemon::run(config, gipam::daemon::signals())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gipam: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

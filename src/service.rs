@@ -1,0 +1,99 @@
+//! The glue between the protocol edge and the core: each operation plans a
+//! change under the allocator lock, applies it and hands it to the store in
+//! the same critical section (so the journal order is the apply order),
+//! then waits — without the lock — until the store says it is durable.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::IpNet;
+
+use crate::error::Error;
+use crate::ipam::{AddressRequest, Change, Ipam, PoolId, PoolRequest};
+use crate::store::{Commit, Store};
+
+/// The driver's state and where it is kept.
+pub struct Service {
+    ipam: Mutex<Ipam>,
+    store: Arc<dyn Store>,
+}
+
+impl Service {
+    /// A service over a loaded allocator and its store.
+    pub fn new(ipam: Ipam, store: Arc<dyn Store>) -> Service {
+        Service {
+            ipam: Mutex::new(ipam),
+            store,
+        }
+    }
+
+    /// The allocator, for read-only inspection.
+    pub fn ipam(&self) -> MutexGuard<'_, Ipam> {
+        // Planning never panics half-way through a mutation: apply is the
+        // only mutation and it validates before changing anything.
+        self.ipam.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Plans, applies and commits one change; waits until it is durable.
+    async fn change<T>(
+        &self,
+        plan: impl FnOnce(&Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
+    ) -> Result<T, Error> {
+        let (commit, out): (Option<Commit>, T) = {
+            let mut ipam = self.ipam();
+            let (change, out) = plan(&ipam)?;
+            match change {
+                Some(c) => {
+                    ipam.apply(&c)?;
+                    (Some(self.store.commit(c)), out)
+                }
+                None => (None, out),
+            }
+        };
+        if let Some(c) = commit {
+            c.await?;
+        }
+        Ok(out)
+    }
+
+    /// RequestPool: returns the pool's id (its subnet is `id.subnet`).
+    pub async fn request_pool(&self, req: &PoolRequest) -> Result<PoolId, Error> {
+        self.change(|ipam| {
+            let change = ipam.plan_pool(req)?;
+            let id = change.pool().cloned().ok_or_else(|| {
+                crate::ipam::Error::Inconsistent("a planned pool has no id".into())
+            })?;
+            Ok((Some(change), id))
+        })
+        .await
+    }
+
+    /// ReleasePool: idempotent.
+    pub async fn release_pool(&self, id: &PoolId) -> Result<(), Error> {
+        self.change(|ipam| Ok((ipam.plan_release_pool(id), ())))
+            .await
+    }
+
+    /// RequestAddress: returns the address with the pool's prefix length.
+    pub async fn request_address(&self, req: &AddressRequest) -> Result<IpNet, Error> {
+        let addr = self
+            .change(|ipam| {
+                let (c, a) = ipam.plan_address(req)?;
+                Ok((Some(c), a))
+            })
+            .await?;
+        IpNet::new(addr, req.pool.subnet.prefix_len())
+            .map_err(|e| Error::BadRequest(format!("address {addr}: {e}")))
+    }
+
+    /// ReleaseAddress: idempotent.
+    pub async fn release_address(&self, id: &PoolId, address: IpAddr) -> Result<(), Error> {
+        self.change(|ipam| Ok((ipam.plan_release_address(id, address)?, ())))
+            .await
+    }
+}
