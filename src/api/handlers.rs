@@ -30,8 +30,16 @@ fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, Error> {
             "{method} request body is empty; send a JSON object"
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| Error::BadRequest(format!("{method} request is not valid JSON: {e}")))
+    let invalid = |e: serde_json::Error| {
+        Error::BadRequest(format!("{method} request is not valid JSON: {e}"))
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !value.is_object() {
+        return Err(Error::BadRequest(format!(
+            "{method} request is not valid JSON: expected an object, got {value}"
+        )));
+    }
+    serde_json::from_value(value).map_err(invalid)
 }
 
 fn pool_id(text: &str) -> Result<PoolId, Error> {

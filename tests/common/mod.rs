@@ -1,0 +1,189 @@
+//! Shared fixtures for the integration tests: a temporary directory, the
+//! real gipam binary started on a socket inside it (killed on Drop), and a
+//! minimal HTTP/1.1 client that sends exactly the bytes dockerd sends
+//! (POST, no Content-Type, compact JSON plus a newline).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A keep-alive HTTP/1.1 connection to a unix socket.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    /// Sends raw bytes as the body of `method path`; returns (status, body).
+    pub fn raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: plugin.moby.localhost\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut req = head.into_bytes();
+        req.extend_from_slice(body);
+        self.writer.write_all(&req)?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().map_err(|_| bad("bad content-length"))?;
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, body))
+    }
+
+    /// POSTs a JSON value the way dockerd encodes it; returns (status, JSON).
+    pub fn call(&mut self, method: &str, body: &Value) -> std::io::Result<(u16, Value)> {
+        let mut bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).map_err(std::io::Error::other)?
+        };
+        if !bytes.is_empty() {
+            bytes.push(b'\n');
+        }
+        let (status, body) = self.raw("POST", &format!("/{method}"), &bytes)?;
+        let v = serde_json::from_slice(&body).map_err(std::io::Error::other)?;
+        Ok((status, v))
+    }
+}
+
+/// The gipam binary running on a socket in a temporary directory.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts gipam with extra args (e.g. `--v4 10.40.0.0/16`).
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("gipam.sock");
+        let state = dir.path().join("state");
+        let mut d = Daemon {
+            socket,
+            state,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            dir,
+            child: None,
+        };
+        d.spawn().expect("gipam starts");
+        d
+    }
+
+    /// Starts the process (again) and waits until the socket answers.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new(env!("CARGO_BIN_EXE_gipam"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(&self.args)
+            .env("LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!("gipam exited at start: {status}"));
+            }
+            if let Ok(mut c) = Client::connect(&self.socket)
+                && c.call("IpamDriver.GetCapabilities", &Value::Null).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("gipam did not answer on its socket within 30 s".into())
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to gipam")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL, like a crash or power loss of the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
+                c.wait().map(|s| s.success()).unwrap_or(false)
+            }
+            None => true,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
