@@ -363,7 +363,8 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_setting() {
-        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 &[],
                 &[("V4", "10.40.0.1/16")],

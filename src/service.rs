@@ -73,10 +73,14 @@ impl Service {
         .await
     }
 
-    /// ReleasePool: idempotent.
-    pub async fn release_pool(&self, id: &PoolId) -> Result<(), Error> {
-        self.change(|ipam| Ok((ipam.plan_release_pool(id), ())))
-            .await
+    /// ReleasePool: idempotent; returns whether the pool was held.
+    pub async fn release_pool(&self, id: &PoolId) -> Result<bool, Error> {
+        self.change(|ipam| {
+            let c = ipam.plan_release_pool(id);
+            let held = c.is_some();
+            Ok((c, held))
+        })
+        .await
     }
 
     /// RequestAddress: returns the address with the pool's prefix length.

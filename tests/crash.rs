@@ -42,7 +42,7 @@ fn storm(socket: std::path::PathBuf, pools: Vec<String>, ledger: Arc<Mutex<Ledge
     let mut rng = Rng(seed | 1);
     let mut mine: Vec<(String, String)> = Vec::new();
     loop {
-        let release = !mine.is_empty() && rng.next() % 4 == 0;
+        let release = !mine.is_empty() && rng.next().is_multiple_of(4);
         if release {
             let i = (rng.next() % mine.len() as u64) as usize;
             let (pool, addr) = mine.swap_remove(i);

@@ -95,8 +95,11 @@ pub async fn request_pool(svc: &Service, body: &[u8]) -> Result<RequestPoolRespo
 pub async fn release_pool(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleasePoolRequest = decode("ReleasePool", body)?;
     let id = pool_id(&r.pool_id)?;
-    svc.release_pool(&id).await?;
-    log::info!("pool {id} released");
+    if svc.release_pool(&id).await? {
+        log::info!("pool {id} released");
+    } else {
+        log::debug!("pool {id} released again (not held)");
+    }
     Ok(Empty {})
 }
 

@@ -206,8 +206,9 @@ impl Pool {
     pub fn restore(&mut self, cooling: &[IpAddr], cursor: Option<IpAddr>) -> Result<(), Error> {
         for a in cooling {
             let x = self.check_inside(*a)?;
-            if !self.leases.contains_key(&x) && self.cooling.len() < COOLING_MAX {
-                self.used.insert(x);
+            // Skip duplicates, leased and reserved addresses: all are
+            // already in `used`, and cooling must only hold free ones.
+            if self.cooling.len() < COOLING_MAX && self.used.insert(x) {
                 self.cooling.push_back(x);
             }
         }

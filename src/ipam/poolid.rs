@@ -58,10 +58,10 @@ impl FromStr for PoolId {
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = || Error::BadPoolId(s.to_string());
         let (space, rest) = s.split_once('/').ok_or_else(bad)?;
-        let space = PoolId::space(space).map_err(|_| bad())?;
         if space.is_empty() {
             return Err(bad());
         }
+        let space = PoolId::space(space).map_err(|_| bad())?;
         let parts: Vec<&str> = rest.split('/').collect();
         let canonical = |a: &str, len: &str| -> Result<IpNet, Error> {
             let net: IpNet = format!("{a}/{len}").parse().map_err(|_| bad())?;

@@ -1,0 +1,65 @@
+# gipam: build, run, test, benchmark, and package as a Docker managed plugin.
+#
+#   make run       build and run the daemon as a legacy plugin on
+#                  /run/docker/plugins/gipam.sock (state in /var/lib/gipam)
+#   make test      install/start what the tests need, run the whole suite
+#   make bench     print the benchmark figures (see BENCHMARKS.md)
+
+PLUGIN_NAME ?= org/gipam
+TAG         ?= latest
+TARGET      ?= x86_64-unknown-linux-musl
+CARGO       ?= cargo
+BIN          = target/$(TARGET)/release/gipam
+
+.PHONY: all build run test lint bench plugin create enable disable remove push install clean
+
+all: build
+
+## The statically linked binary that goes into the plugin's rootfs.
+build:
+	$(CARGO) build --release --locked --target $(TARGET)
+
+## Runs the daemon in the foreground (Ctrl-C stops it cleanly).
+run:
+	$(CARGO) build --release --locked
+	./target/release/gipam
+
+test:
+	./scripts/test-env.sh
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+bench:
+	$(CARGO) bench --locked --bench protocol
+
+## plugin/: config.json plus a rootfs holding the binary and the socket dir.
+plugin: build
+	rm -rf plugin/rootfs plugin/config.json
+	mkdir -p plugin/rootfs/run/docker/plugins plugin/rootfs/data plugin/rootfs/tmp
+	cp $(BIN) plugin/rootfs/gipam
+	cp config.json plugin/config.json
+
+create: plugin
+	docker plugin create $(PLUGIN_NAME):$(TAG) plugin
+
+enable:
+	docker plugin enable $(PLUGIN_NAME):$(TAG)
+
+disable:
+	docker plugin disable $(PLUGIN_NAME):$(TAG)
+
+remove:
+	docker plugin rm -f $(PLUGIN_NAME):$(TAG)
+
+push:
+	docker plugin push $(PLUGIN_NAME):$(TAG)
+
+## Builds the plugin and enables it in the local Docker.
+install: create enable
+
+clean:
+	$(CARGO) clean
+	rm -rf plugin/rootfs plugin/config.json

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Makes sure this machine has what the test suite needs, installing it when
+# missing (Debian, as root): a Docker engine, a static busybox for the test
+# image, and the musl target for the plugin's static binary; then starts
+# dockerd if none answers. Safe to run again: it only does what is missing.
+set -euo pipefail
+
+log() { echo "test-env: $*" >&2; }
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then
+    missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q x86_64-unknown-linux-musl; then
+    log "adding the x86_64-unknown-linux-musl target"
+    rustup target add x86_64-unknown-linux-musl >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: /var/log/gipam-test-dockerd.log)"
+    nohup dockerd >/var/log/gipam-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/gipam-test-dockerd.log"; exit 1; }
+fi
+log "ready: $(docker version --format 'docker {{.Server.Version}}')"
