@@ -11,7 +11,7 @@ TARGET      ?= x86_64-unknown-linux-musl
 CARGO       ?= cargo
 BIN          = target/$(TARGET)/release/gipam
 
-.PHONY: all build run test lint bench plugin create enable disable remove push install clean
+.PHONY: all build run test lint bench plugin plugin-docker create enable disable remove push install clean
 
 all: build
 
@@ -40,6 +40,14 @@ plugin: build
 	rm -rf plugin/rootfs plugin/config.json
 	mkdir -p plugin/rootfs/run/docker/plugins plugin/rootfs/data plugin/rootfs/tmp
 	cp $(BIN) plugin/rootfs/gipam
+	cp config.json plugin/config.json
+
+## The same rootfs built by the Dockerfile (needs the rust image from a registry).
+plugin-docker:
+	rm -rf plugin/rootfs plugin/config.json
+	mkdir -p plugin/rootfs
+	docker build -t gipam-rootfs .
+	c=$$(docker create gipam-rootfs) && docker export $$c | tar -x -C plugin/rootfs && docker rm $$c >/dev/null
 	cp config.json plugin/config.json
 
 create: plugin

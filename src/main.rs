@@ -20,6 +20,9 @@ fn main() -> ExitCode {
     env_logger::Builder::new()
         .parse_filters(&config.log)
         .format_timestamp_millis()
+        // A managed plugin's stdout lands in the dockerd log at level info;
+        // stderr would be tagged as an error there.
+        .target(env_logger::Target::Stdout)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
