@@ -26,6 +26,7 @@ run:
 
 test:
 	./scripts/test-env.sh
+	$(MAKE) plugin
 	$(CARGO) test --locked
 
 lint:

@@ -371,7 +371,11 @@ fn start_noop(dir: &Path) -> Server {
         let routes = warp::post()
             .and(warp::body::bytes())
             .map(|_body: bytes::Bytes| warp::reply::json(&serde_json::json!({})));
-        warp::serve(routes).incoming(l).graceful(shutdown).run().await
+        warp::serve(routes)
+            .incoming(l)
+            .graceful(shutdown)
+            .run()
+            .await
     })
 }
 
@@ -468,10 +472,9 @@ fn throughput(plan: &Plan, targets: &mut Vec<Target>) {
     );
     let dir = tempfile::tempdir().expect("a temp dir");
     let (server, store, pool) = start_gipam(dir.path());
-    let mut body = serde_json::to_vec(
-        &serde_json::json!({"PoolID": pool, "Address": "", "Options": null}),
-    )
-    .expect("the request encodes");
+    let mut body =
+        serde_json::to_vec(&serde_json::json!({"PoolID": pool, "Address": "", "Options": null}))
+            .expect("the request encodes");
     body.push(b'\n');
     let gipam: Vec<Load> = plan
         .clients
@@ -488,9 +491,7 @@ fn throughput(plan: &Plan, targets: &mut Vec<Target>) {
         .collect();
     drop(noop_server);
 
-    println!(
-        "| clients | gipam req/s | p50 | p99 | no-op req/s | p50 | p99 | gipam / no-op |"
-    );
+    println!("| clients | gipam req/s | p50 | p99 | no-op req/s | p50 | p99 | gipam / no-op |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (g, o) in gipam.iter().zip(&noop) {
         println!(
@@ -532,8 +533,14 @@ fn memory(plan: &Plan, targets: &mut Vec<Target>) {
     println!("| leases | layout | heap bytes/lease | RSS Δ bytes/lease |");
     println!("|---:|---|---:|---:|");
     let shapes = [
-        (Shape::Dense, "consecutive, no MAC/name (RequestAddress as benched)"),
-        (Shape::Named, "consecutive, with MAC + 13-byte endpoint name"),
+        (
+            Shape::Dense,
+            "consecutive, no MAC/name (RequestAddress as benched)",
+        ),
+        (
+            Shape::Named,
+            "consecutive, with MAC + 13-byte endpoint name",
+        ),
         (Shape::Scattered, "every other address, no MAC/name"),
     ];
     let mut dense_largest = 0.0;
@@ -591,7 +598,10 @@ fn fill_store(dir: &Path, n: usize, rt: &Runtime) -> Duration {
 fn layout(dir: &Path) -> (Vec<(u64, u64)>, u64) {
     let mut gens = Vec::new();
     let mut snapshot = 0;
-    for e in std::fs::read_dir(dir).expect("list the state dir").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("list the state dir")
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         let len = e.metadata().map_or(0, |m| m.len());
         if name == "snapshot.json" {
@@ -626,7 +636,11 @@ fn time_open(dir: &Path, n: usize, reps: usize) -> Duration {
             let t = Instant::now();
             let (store, state) = LocalStore::open(dir).expect("reopen the state dir");
             let took = t.elapsed();
-            assert_eq!(state.lease_count(), n, "every lease is back after a restart");
+            assert_eq!(
+                state.lease_count(),
+                n,
+                "every lease is back after a restart"
+            );
             drop(state);
             store.close().expect("the store closes cleanly");
             took
@@ -649,7 +663,8 @@ fn write_journal_only(dir: &Path, n: usize) {
             "{seq} {}",
             serde_json::to_string(&change).expect("a change encodes")
         );
-        writeln!(out, "{:08x} {body}", crc32fast::hash(body.as_bytes())).expect("write the journal");
+        writeln!(out, "{:08x} {body}", crc32fast::hash(body.as_bytes()))
+            .expect("write the journal");
     }
     out.into_inner()
         .expect("flush the journal")
@@ -752,7 +767,10 @@ fn durable_cost(dir: &Path, n: usize, changes: usize, rt: &Runtime) -> Vec<Durat
     let (store, state) = LocalStore::open(dir).expect("open the state dir");
     assert_eq!(state.lease_count(), n);
     let store = Arc::new(store);
-    let svc = Service::new(Ipam::new(settings(), state).expect("settings fit"), store.clone());
+    let svc = Service::new(
+        Ipam::new(settings(), state).expect("settings fit"),
+        store.clone(),
+    );
     let req = address_request();
     let id = pool_id();
     let mut times = Vec::with_capacity(changes);
@@ -822,12 +840,20 @@ fn change_cost(plan: &Plan, big_dir: &Path, rt: &Runtime, targets: &mut Vec<Targ
         ms(quantile(&dur_big, 0.99))
     );
     targets.push(Target {
-        what: format!("in-memory change at {} within 1.5x of {}", count(big), count(small)),
+        what: format!(
+            "in-memory change at {} within 1.5x of {}",
+            count(big),
+            count(small)
+        ),
         figure: format!("{mem_ratio:.2}x"),
         pass: mem_ratio <= 1.5,
     });
     targets.push(Target {
-        what: format!("durable change at {} within 1.5x of {} (mean)", count(big), count(small)),
+        what: format!(
+            "durable change at {} within 1.5x of {} (mean)",
+            count(big),
+            count(small)
+        ),
         figure: format!("{mean_ratio:.2}x"),
         pass: mean_ratio <= 1.5,
     });
@@ -841,7 +867,11 @@ fn main() {
     let started = Instant::now();
     println!(
         "# gipam protocol benchmark{}",
-        if plan.quick { " (BENCH_QUICK: sizes shrunk)" } else { "" }
+        if plan.quick {
+            " (BENCH_QUICK: sizes shrunk)"
+        } else {
+            ""
+        }
     );
     println!(
         "{} CPUs; state dirs under {}",

@@ -45,7 +45,7 @@ impl fmt::Display for Error {
             ),
             Error::NotFound(p) => write!(
                 f,
-                "endpoint {p} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress)"
+                "endpoint {p} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases"
             ),
             Error::Method(m) => write!(f, "method {m} is not allowed; plugin calls are POST"),
             Error::Ipam(e) => e.fmt(f),

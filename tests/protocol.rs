@@ -490,3 +490,24 @@ fn a_corrupt_journal_stops_the_start_naming_the_file() {
     // Nothing was replaced by an empty state.
     assert_eq!(std::fs::read(&journal).expect("journal"), data);
 }
+
+#[test]
+fn status_and_leases_are_readable_over_the_socket() {
+    let d = daemon();
+    let mut c = d.client();
+    let id = pool(&mut c, "", "", false, json!({}))["PoolID"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    address(&mut c, &id, "", gateway_opts());
+    let mac = json!({"com.docker.network.endpoint.macaddress":"02:42:0a:28:00:02","com.docker.network.endpoint.name":"web-1"});
+    address(&mut c, &id, "", mac);
+    assert_eq!(
+        ok(&mut c, "Gipam.Status", Value::Null),
+        json!({"Pools":[{"PoolID":id,"Pool":"10.40.0.0/24","Auto":true,"Leases":2}],"Leases":2})
+    );
+    assert_eq!(
+        ok(&mut c, "Gipam.Leases", Value::Null)["Leases"][1],
+        json!({"PoolID":id,"Address":"10.40.0.2","Gateway":false,"MacAddress":"02:42:0a:28:00:02","Name":"web-1"})
+    );
+}

@@ -141,3 +141,42 @@ pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error>
     log::debug!("address {addr} released in pool {id}");
     Ok(Empty {})
 }
+
+/// `/Gipam.Status`: held pools with their lease counts (F11, read-only).
+pub fn status(svc: &Service) -> serde_json::Value {
+    let ipam = svc.ipam();
+    let pools: Vec<serde_json::Value> = ipam
+        .state()
+        .pools()
+        .map(|p| {
+            serde_json::json!({
+                "PoolID": p.id.to_string(),
+                "Pool": p.id.subnet.to_string(),
+                "Auto": p.auto,
+                "Leases": p.lease_count(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "Pools": pools, "Leases": ipam.state().lease_count() })
+}
+
+/// `/Gipam.Leases`: every lease (F11, read-only).
+pub fn leases(svc: &Service) -> serde_json::Value {
+    let ipam = svc.ipam();
+    let leases: Vec<serde_json::Value> = ipam
+        .state()
+        .pools()
+        .flat_map(|p| {
+            p.leases().map(|(a, l)| {
+                serde_json::json!({
+                    "PoolID": p.id.to_string(),
+                    "Address": a.to_string(),
+                    "Gateway": l.gateway,
+                    "MacAddress": l.mac.map(|m| m.to_string()),
+                    "Name": l.name.as_deref(),
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({ "Leases": leases })
+}

@@ -93,6 +93,8 @@ async fn dispatch(
             | "/IpamDriver.ReleasePool"
             | "/IpamDriver.RequestAddress"
             | "/IpamDriver.ReleaseAddress"
+            | "/Gipam.Status"
+            | "/Gipam.Leases"
     );
     if !known {
         return Err(Error::NotFound(path.to_string()));
@@ -107,6 +109,8 @@ async fn dispatch(
         "/IpamDriver.RequestPool" => json(handlers::request_pool(svc, body).await?),
         "/IpamDriver.ReleasePool" => json(handlers::release_pool(svc, body).await?),
         "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
+        "/Gipam.Status" => json(handlers::status(svc)),
+        "/Gipam.Leases" => json(handlers::leases(svc)),
         _ => json(handlers::release_address(svc, body).await?),
     }
 }
