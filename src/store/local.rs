@@ -64,6 +64,12 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 impl LocalStore {
     /// Opens (creating if needed) the store in `dir` and loads its state.
     pub fn open(dir: &Path) -> Result<(LocalStore, State), StoreError> {
+        LocalStore::open_with(dir, COMPACT_MIN_BYTES)
+    }
+
+    /// [`LocalStore::open`] with the journal size that triggers compaction
+    /// (tests make it small).
+    pub fn open_with(dir: &Path, compact_min: u64) -> Result<(LocalStore, State), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "create directory", e))?;
         let lock = take_lock(dir)?;
         let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
@@ -117,6 +123,7 @@ impl LocalStore {
             gen_now,
             size,
             snap_len,
+            compact_min,
         };
         let handle = std::thread::Builder::new()
             .name("gipam-journal".into())
@@ -304,6 +311,7 @@ struct Writer {
     gen_now: u64,
     size: u64,
     snap_len: u64,
+    compact_min: u64,
 }
 
 impl Writer {
@@ -366,7 +374,7 @@ impl Writer {
     /// Starts a new journal and folds the old ones into the snapshot when
     /// the journal has outgrown the snapshot.
     fn maybe_rotate(&mut self) -> Result<(), StoreError> {
-        if self.size < COMPACT_MIN_BYTES.max(self.snap_len)
+        if self.size < self.compact_min.max(self.snap_len)
             || self.shared.compacting.swap(true, Ordering::AcqRel)
         {
             return Ok(());
