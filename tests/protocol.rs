@@ -511,3 +511,40 @@ fn status_and_leases_are_readable_over_the_socket() {
         json!({"PoolID":id,"Address":"10.40.0.2","Gateway":false,"MacAddress":"02:42:0a:28:00:02","Name":"web-1"})
     );
 }
+
+#[test]
+fn with_address_set_it_serves_tcp_and_writes_the_spec_file() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = dir.path().join("plugins/gipam-tcp.spec");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gipam"))
+        .arg("--address")
+        .arg("127.0.0.1:0")
+        .arg("--spec-file")
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start gipam");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !spec.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = std::fs::read_to_string(&spec).expect("spec file written");
+    let addr = url.trim().strip_prefix("tcp://").expect("tcp:// url");
+    assert!(addr.starts_with("127.0.0.1:"), "{url}");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(b"POST /IpamDriver.GetCapabilities HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""RequiresMACAddress":true"#), "{reply}");
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().expect("wait").success());
+    assert!(!spec.exists(), "spec file removed on shutdown");
+}
