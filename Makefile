@@ -24,10 +24,12 @@ run:
 	$(CARGO) build --release --locked
 	./target/release/gipam
 
+## The whole suite. The daemon-restart scenario restarts dockerd once;
+## GIPAM_E2E_RESTART_DOCKERD=0 skips it.
 test:
 	./scripts/test-env.sh
 	$(MAKE) plugin
-	$(CARGO) test --locked
+	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} $(CARGO) test --locked
 
 lint:
 	$(CARGO) fmt --check

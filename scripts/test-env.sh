@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Makes sure this machine has what the test suite needs, installing it when
 # missing (Debian, as root): a Docker engine, a static busybox for the test
-# image, and the musl target for the plugin's static binary; then starts
-# dockerd if none answers. Safe to run again: it only does what is missing.
+# image, a registry (for the plugin upgrade test), docker-compose, and the
+# musl target for the plugin's static binary; then starts dockerd if none
+# answers. Safe to run again: it only does what is missing.
 set -euo pipefail
 
 log() { echo "test-env: $*" >&2; }
 
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)   # plugin upgrade test
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)     # compose test
 if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then
     missing+=(busybox-static)
 fi
