@@ -64,7 +64,9 @@ impl FromStr for PoolId {
         let space = PoolId::space(space).map_err(|_| bad())?;
         let parts: Vec<&str> = rest.split('/').collect();
         let canonical = |a: &str, len: &str| -> Result<IpNet, Error> {
-            let net: IpNet = format!("{a}/{len}").parse().map_err(|_| bad())?;
+            let addr: std::net::IpAddr = a.parse().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            let net = IpNet::new(addr, len).map_err(|_| bad())?;
             if net.trunc() != net {
                 return Err(bad());
             }

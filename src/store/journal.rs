@@ -82,6 +82,9 @@ pub struct Read {
 /// Decodes a journal. With `last` set, damage that no intact line follows
 /// is a torn tail and is cut off; otherwise any damage is corruption.
 pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
+    // Zeros written ahead by the writer are not data (and a crash on some
+    // filesystems leaves zeros where a write had not landed yet).
+    let data = &data[..data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)];
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut line_no = 0usize;

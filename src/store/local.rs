@@ -10,8 +10,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -24,6 +25,9 @@ use crate::ipam::{Change, State};
 /// A journal is folded into the snapshot once it is larger than this and
 /// larger than the snapshot itself.
 const COMPACT_MIN_BYTES: u64 = 16 << 20;
+
+/// How far ahead of the data the journal file is filled with zeros.
+const PREALLOC_BYTES: u64 = 4 << 20;
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
@@ -40,6 +44,9 @@ struct Shared {
     wake: Condvar,
     compacting: AtomicBool,
     compactor: Mutex<Option<JoinHandle<()>>>,
+    /// Size of the newest snapshot: the journal is folded in once it has
+    /// grown past this (and past the configured minimum).
+    snapshot_len: AtomicU64,
 }
 
 /// The local file store.
@@ -113,16 +120,18 @@ impl LocalStore {
             wake: Condvar::new(),
             compacting: AtomicBool::new(false),
             compactor: Mutex::new(None),
+            snapshot_len: AtomicU64::new(
+                fs::metadata(dir.join(SNAPSHOT))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            ),
         });
-        let snap_len = fs::metadata(dir.join(SNAPSHOT))
-            .map(|m| m.len())
-            .unwrap_or(0);
         let writer = Writer {
             shared: shared.clone(),
             file,
             gen_now,
             size,
-            snap_len,
+            alloc: size,
             compact_min,
         };
         let handle = std::thread::Builder::new()
@@ -276,11 +285,12 @@ fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u
             .position(|b| *b == b'\n')
             .map_or(data.len() as u64, |n| offset + n as u64 + 1);
     }
-    if read.good_len < data.len() as u64 {
+    let end = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64;
+    if read.good_len < end {
         log::warn!(
             "{}: dropped {} bytes of an unacknowledged write torn by a crash",
             path.display(),
-            data.len() as u64 - read.good_len
+            end - read.good_len
         );
     }
     Ok(read.good_len)
@@ -290,7 +300,9 @@ fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u
 fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
     let f = OpenOptions::new()
         .create(true)
-        .append(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
         .open(path)
         .map_err(|e| StoreError::io(path, "open", e))?;
     let actual = f
@@ -309,8 +321,10 @@ struct Writer {
     shared: Arc<Shared>,
     file: File,
     gen_now: u64,
+    /// End of the data in the current journal.
     size: u64,
-    snap_len: u64,
+    /// Length of the file: data plus zeros written ahead (see `extend`).
+    alloc: u64,
     compact_min: u64,
 }
 
@@ -334,8 +348,8 @@ impl Writer {
             }
             let path = journal::journal_path(&self.shared.dir, self.gen_now);
             let written = self
-                .file
-                .write_all(&buf)
+                .extend(buf.len() as u64)
+                .and_then(|_| self.file.write_all_at(&buf, self.size))
                 .and_then(|_| self.file.sync_data())
                 .map_err(|e| StoreError::io(&path, "append to", e));
             match written {
@@ -371,27 +385,55 @@ impl Writer {
         }
     }
 
+    /// Makes sure `more` bytes past the data land inside the file by
+    /// writing zeros ahead, a few MiB at a time. An fdatasync after an
+    /// overwrite inside the file need not journal a new file size, which
+    /// makes the common commit cheaper. Readers ignore the zero tail.
+    fn extend(&mut self, more: u64) -> std::io::Result<()> {
+        if self.size + more <= self.alloc {
+            return Ok(());
+        }
+        let target = self.size + more + PREALLOC_BYTES;
+        let zeros = vec![0u8; 64 << 10];
+        while self.alloc < target {
+            let n = (target - self.alloc).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], self.alloc)?;
+            self.alloc += n as u64;
+        }
+        Ok(())
+    }
+
     /// Starts a new journal and folds the old ones into the snapshot when
     /// the journal has outgrown the snapshot.
     fn maybe_rotate(&mut self) -> Result<(), StoreError> {
-        if self.size < self.compact_min.max(self.snap_len)
-            || self.shared.compacting.swap(true, Ordering::AcqRel)
-        {
+        let threshold = self
+            .compact_min
+            .max(self.shared.snapshot_len.load(Ordering::Acquire));
+        if self.size < threshold || self.shared.compacting.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // The finished journal loses its zero tail before anything follows it.
+        let old = journal::journal_path(&self.shared.dir, self.gen_now);
+        self.file
+            .set_len(self.size)
+            .and_then(|_| self.file.sync_all())
+            .map_err(|e| StoreError::io(&old, "truncate", e))?;
         let next = self.gen_now + 1;
         let path = journal::journal_path(&self.shared.dir, next);
         self.file = open_journal(&path, 0)?;
         sync_dir(&self.shared.dir)?;
         self.gen_now = next;
-        self.snap_len = self.size;
         self.size = 0;
+        self.alloc = 0;
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("gipam-compact".into())
             .spawn(move || {
                 match compact(&shared.dir, next) {
-                    Ok(len) => log::info!("compacted the journal into a {len}-byte snapshot"),
+                    Ok(len) => {
+                        shared.snapshot_len.store(len, Ordering::Release);
+                        log::info!("compacted the journal into a {len}-byte snapshot");
+                    }
                     Err(e) => log::error!("compaction failed (the journal stays valid): {e}"),
                 }
                 shared.compacting.store(false, Ordering::Release);
