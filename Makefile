@@ -1,5 +1,7 @@
 # gipam: build, run, test, benchmark, and package as a Docker managed plugin.
 #
+#   make install   build the managed plugin and enable it in the local Docker
+#                  as $(PLUGIN_NAME):$(TAG)
 #   make run       build and run the daemon as a legacy plugin on
 #                  /run/docker/plugins/gipam.sock (state in /var/lib/gipam)
 #   make test      install/start what the tests need, run the whole suite
@@ -17,6 +19,7 @@ all: build
 
 ## The statically linked binary that goes into the plugin's rootfs.
 build:
+	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
 	$(CARGO) build --release --locked --target $(TARGET)
 
 ## Runs the daemon in the foreground (Ctrl-C stops it cleanly).
@@ -68,8 +71,20 @@ remove:
 push:
 	docker plugin push $(PLUGIN_NAME):$(TAG)
 
-## Builds the plugin and enables it in the local Docker.
-install: create enable
+## Builds the plugin and enables it in the local Docker (starting one if
+## needed). An existing plugin of that name is kept, with its state: to
+## replace its code, see "Upgrade" in the README.
+install: plugin
+	./scripts/docker-up.sh
+	@if docker plugin inspect $(PLUGIN_NAME):$(TAG) >/dev/null 2>&1; then \
+	    echo "$(PLUGIN_NAME):$(TAG) is already installed; keeping it and its state"; \
+	else \
+	    docker plugin create $(PLUGIN_NAME):$(TAG) plugin; \
+	fi
+	@if [ "$$(docker plugin inspect -f '{{.Enabled}}' $(PLUGIN_NAME):$(TAG))" != true ]; then \
+	    docker plugin enable $(PLUGIN_NAME):$(TAG); \
+	fi
+	@echo "ready: docker network create --ipam-driver $(PLUGIN_NAME):$(TAG) mynet"
 
 clean:
 	$(CARGO) clean

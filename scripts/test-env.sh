@@ -27,13 +27,5 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add x86_64-unknown-linux-musl >/dev/null
 fi
 
-if ! docker info >/dev/null 2>&1; then
-    log "starting dockerd (log: /var/log/gipam-test-dockerd.log)"
-    nohup dockerd >/var/log/gipam-test-dockerd.log 2>&1 &
-    for _ in $(seq 1 120); do
-        docker info >/dev/null 2>&1 && break
-        sleep 0.5
-    done
-    docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/gipam-test-dockerd.log"; exit 1; }
-fi
+"$(dirname "$0")/docker-up.sh"
 log "ready: $(docker version --format 'docker {{.Server.Version}}')"
