@@ -85,6 +85,13 @@ const SETTINGS: &[Setting] = &[
         help: "plugin spec file written when ADDRESS is set",
     },
     Setting {
+        env: "COMPACT_BYTES",
+        aliases: &[],
+        flag: "compact-bytes",
+        default: "16777216",
+        help: "journal size (bytes, at least 4096) past which it is folded into a new snapshot",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",
@@ -109,6 +116,9 @@ pub struct Config {
     pub settings: Settings,
     pub state_dir: PathBuf,
     pub listen: Listen,
+    /// Journal size that triggers a snapshot (the snapshot's own size
+    /// raises it).
+    pub compact_bytes: u64,
     pub log: String,
 }
 
@@ -221,10 +231,21 @@ impl Config {
                 spec_file: PathBuf::from(get("SPEC_FILE")),
             },
         };
+        let compact = get("COMPACT_BYTES");
+        let compact_bytes = compact
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 4096)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "COMPACT_BYTES={compact} is not a number of bytes >= 4096"
+                ))
+            })?;
         Ok(Config {
             settings: Settings { v4, v6, v4ab, v6ab },
             state_dir,
             listen,
+            compact_bytes,
             log: get("LOG"),
         })
     }
@@ -382,6 +403,7 @@ mod tests {
             (&[], &[("V6AB", "40")], "V6AB=40"),
             (&["--address", "nowhere"], &[], "ADDRESS=nowhere"),
             (&["--bogus"], &[], "--bogus"),
+            (&[], &[("COMPACT_BYTES", "10")], "COMPACT_BYTES=10"),
         ];
         for (args, env, want) in cases {
             let m = invalid(args, env);

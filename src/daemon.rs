@@ -69,7 +69,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let dir = config.state_dir.clone();
-    let (store, state) = tokio::task::spawn_blocking(move || LocalStore::open(&dir))
+    let compact = config.compact_bytes;
+    let (store, state) = tokio::task::spawn_blocking(move || LocalStore::open_with(&dir, compact))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;

@@ -50,7 +50,14 @@ impl Service {
             match change {
                 Some(c) => {
                     ipam.apply(&c)?;
-                    (Some(self.store.commit(c)), out)
+                    let commit = self.store.commit(c);
+                    if self.store.wants_snapshot() {
+                        // A copy under the lock: it holds exactly the
+                        // changes committed so far, and costs one clone
+                        // per compaction instead of re-reading the files.
+                        self.store.snapshot(ipam.state().clone());
+                    }
+                    (Some(commit), out)
                 }
                 None => (None, out),
             }

@@ -84,7 +84,16 @@ fn kill_9_during_an_allocation_storm_loses_no_acknowledged_allocation() {
         .unwrap_or(7);
     println!("crash test seed {seed}");
     let mut rng = Rng(seed | 1);
-    let mut d = Daemon::start(&["--v4", "10.40.0.0/16", "--v6", "2001:db8:7700::/48"]);
+    // A tiny COMPACT_BYTES makes the store rotate journals and write
+    // snapshots all through the storm, so kills land inside those too.
+    let mut d = Daemon::start(&[
+        "--v4",
+        "10.40.0.0/16",
+        "--v6",
+        "2001:db8:7700::/48",
+        "--compact-bytes",
+        "4096",
+    ]);
     let mut c = d.client();
     let mut pools = Vec::new();
     for v6 in [false, true] {
@@ -141,6 +150,10 @@ fn kill_9_during_an_allocation_storm_loses_no_acknowledged_allocation() {
             assert!(e.contains("already in use"), "round {round}: {addr}: {e}");
         }
     }
+    assert!(
+        d.state.join("snapshot.json").exists(),
+        "the storm wrote snapshots (COMPACT_BYTES=4096)"
+    );
     // A last check that the restarted daemon never hands out a held address.
     let held = ledger.lock().expect("ledger").held.clone();
     let mut c = d.client();

@@ -220,9 +220,16 @@ async fn the_writer_rotates_and_compacts_in_the_background() {
     let mut model = State::new();
     {
         let (store, _) = LocalStore::open_with(dir.path(), 4096).expect("open");
+        let mut snapshots = 0;
         for chunk in 0..20 {
             commit_all(&store, &mut model, workload(chunk * 5..chunk * 5 + 5)).await;
+            // What the service does after a commit, under its lock.
+            if store.wants_snapshot() {
+                store.snapshot(model.clone());
+                snapshots += 1;
+            }
         }
+        assert!(snapshots > 0, "the journal outgrew 4 KiB");
         // close() waits for a running compaction.
         store.close().expect("close");
     }

@@ -76,10 +76,11 @@ pub fn memory(plan: &Plan, targets: &mut Vec<Target>) {
 const COMMIT_BATCH: usize = 10_000;
 
 /// Commits leases `from..from + n` (and the bench pool, if the state has
-/// none) through a LocalStore in `dir`, then closes it, which waits for any
-/// compaction the writes started.
+/// none) through a LocalStore in `dir`, applying them to the loaded state
+/// and handing it to the store whenever it asks for a snapshot, as the
+/// service does; then closes it, which waits for a snapshot being written.
 pub fn commit_leases(dir: &Path, from: usize, n: usize, rt: &Runtime) -> Duration {
-    let (store, state) = LocalStore::open(dir).expect("open the state dir");
+    let (store, mut state) = LocalStore::open(dir).expect("open the state dir");
     assert_eq!(
         state.lease_count(),
         from,
@@ -87,15 +88,21 @@ pub fn commit_leases(dir: &Path, from: usize, n: usize, rt: &Runtime) -> Duratio
     );
     let id = pool_id();
     let new_pool = state.pool(&id).is_none();
-    drop(state);
     let t = Instant::now();
     rt.block_on(async {
         if new_pool {
-            store.commit(add_pool()).await.expect("commit the pool");
+            let c = add_pool();
+            state.apply(&c).expect("apply the pool");
+            store.commit(c).await.expect("commit the pool");
         }
         let mut batch = Vec::with_capacity(COMMIT_BATCH);
         for i in from..from + n {
-            batch.push(store.commit(lease(&id, i, Shape::Dense)));
+            let c = lease(&id, i, Shape::Dense);
+            state.apply(&c).expect("apply a lease");
+            batch.push(store.commit(c));
+            if store.wants_snapshot() {
+                store.snapshot(state.clone());
+            }
             if batch.len() == COMMIT_BATCH || i + 1 == from + n {
                 // In order: the writer acknowledges them in order anyway.
                 for c in batch.drain(..) {

@@ -1,53 +1,25 @@
 //! The durable local store (F8): a JSON snapshot plus an append-only,
-//! checksummed journal in STATE_DIR.
-//!
-//! Changes are queued in commit order; one writer thread takes everything
-//! queued, appends it with one write and one `fdatasync`, then wakes every
-//! waiter (group commit), so the cost of a change does not depend on the
-//! size of the state. When the journal has grown past the snapshot, the
-//! writer starts a new journal file and a background thread folds the old
-//! ones into a new snapshot (written to a temporary file, fsync'd, renamed).
+//! checksummed journal in STATE_DIR. This file opens and loads it; the
+//! journal writer and snapshots are in `writer.rs`, the formats in
+//! `journal.rs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
 use super::journal::{self, SNAPSHOT, SnapshotFile};
+use super::writer::{self, Item, Queue, Shared, Writer, lock, sync_dir};
 use super::{Commit, Store, StoreError};
 use crate::ipam::{Change, State};
 
 /// A journal is folded into the snapshot once it is larger than this and
 /// larger than the snapshot itself.
 const COMPACT_MIN_BYTES: u64 = 16 << 20;
-
-/// How far ahead of the data the journal file is filled with zeros.
-const PREALLOC_BYTES: u64 = 4 << 20;
-
-type Waiter = oneshot::Sender<Result<(), StoreError>>;
-
-struct Queue {
-    pending: Vec<(u64, Change, Waiter)>,
-    next_seq: u64,
-    failed: Option<String>,
-    closing: bool,
-}
-
-struct Shared {
-    dir: PathBuf,
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    compacting: AtomicBool,
-    compactor: Mutex<Option<JoinHandle<()>>>,
-    /// Size of the newest snapshot: the journal is folded in once it has
-    /// grown past this (and past the configured minimum).
-    snapshot_len: AtomicU64,
-}
 
 /// The local file store.
 pub struct LocalStore {
@@ -56,38 +28,23 @@ pub struct LocalStore {
     _lock: File,
 }
 
-fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    // A panic while holding the queue lock leaves it consistent (pushes
-    // and takes are single operations), so poisoning is ignored.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, "sync directory", e))
-}
-
 impl LocalStore {
     /// Opens (creating if needed) the store in `dir` and loads its state.
     pub fn open(dir: &Path) -> Result<(LocalStore, State), StoreError> {
         LocalStore::open_with(dir, COMPACT_MIN_BYTES)
     }
 
-    /// [`LocalStore::open`] with the journal size that triggers compaction
-    /// (tests make it small).
+    /// [`LocalStore::open`] with the journal size that triggers a snapshot
+    /// (COMPACT_BYTES; tests make it small).
     pub fn open_with(dir: &Path, compact_min: u64) -> Result<(LocalStore, State), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "create directory", e))?;
         let lock = take_lock(dir)?;
         let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
         let (mut state, next_gen, mut seq) = read_snapshot(dir)?;
         let gens = journal::journal_gens(dir)?;
-        for g in gens.iter().filter(|g| **g < next_gen) {
-            // Already folded into the snapshot by a compaction that stopped
-            // before deleting them.
-            let p = journal::journal_path(dir, *g);
-            fs::remove_file(&p).map_err(|e| StoreError::io(&p, "remove", e))?;
-        }
+        // Journals older than the snapshot were folded into it by a snapshot
+        // that stopped before deleting them.
+        writer::drop_journals(dir, 0, next_gen)?;
         let live: Vec<u64> = gens.into_iter().filter(|g| *g >= next_gen).collect();
         let mut gen_now = next_gen;
         let mut size = 0;
@@ -125,6 +82,8 @@ impl LocalStore {
                     .map(|m| m.len())
                     .unwrap_or(0),
             ),
+            journal_len: AtomicU64::new(size),
+            compact_min,
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -132,7 +91,6 @@ impl LocalStore {
             gen_now,
             size,
             alloc: size,
-            compact_min,
         };
         let handle = std::thread::Builder::new()
             .name("gipam-journal".into())
@@ -164,13 +122,33 @@ impl Store for LocalStore {
             }
             let seq = q.next_seq;
             q.next_seq += 1;
-            q.pending.push((seq, change, tx));
+            q.pending.push(Item::Change(seq, change, tx));
         }
         self.shared.wake.notify_one();
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(StoreError::Failed("journal writer stopped".into())))
         })
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        self.shared.wants_snapshot()
+    }
+
+    fn snapshot(&self, state: State) {
+        if self.shared.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.failed.is_some() || q.closing {
+                self.shared.compacting.store(false, Ordering::Release);
+                return;
+            }
+            let seq = q.next_seq - 1;
+            q.pending.push(Item::Snapshot(seq, Box::new(state)));
+        }
+        self.shared.wake.notify_one();
     }
 
     fn close(&self) -> Result<(), StoreError> {
@@ -297,7 +275,7 @@ fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u
 }
 
 /// Opens a journal for appending, cutting a torn tail at `len`.
-fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
+pub(super) fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
     let f = OpenOptions::new()
         .create(true)
         .read(true)
@@ -317,139 +295,8 @@ fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
     Ok(f)
 }
 
-struct Writer {
-    shared: Arc<Shared>,
-    file: File,
-    gen_now: u64,
-    /// End of the data in the current journal.
-    size: u64,
-    /// Length of the file: data plus zeros written ahead (see `extend`).
-    alloc: u64,
-    compact_min: u64,
-}
-
-impl Writer {
-    fn run(mut self) {
-        let mut buf = Vec::with_capacity(64 << 10);
-        loop {
-            let batch = {
-                let mut q = lock(&self.shared.queue);
-                while q.pending.is_empty() && !q.closing {
-                    q = self.shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-                }
-                if q.pending.is_empty() {
-                    return;
-                }
-                std::mem::take(&mut q.pending)
-            };
-            buf.clear();
-            for (seq, change, _) in &batch {
-                journal::encode(&mut buf, *seq, change);
-            }
-            let path = journal::journal_path(&self.shared.dir, self.gen_now);
-            let written = self
-                .extend(buf.len() as u64)
-                .and_then(|_| self.file.write_all_at(&buf, self.size))
-                .and_then(|_| self.file.sync_data())
-                .map_err(|e| StoreError::io(&path, "append to", e));
-            match written {
-                Ok(()) => {
-                    self.size += buf.len() as u64;
-                    for (_, _, w) in batch {
-                        let _ = w.send(Ok(()));
-                    }
-                    if let Err(e) = self.maybe_rotate() {
-                        log::error!("{e}");
-                        self.fail(e.to_string(), Vec::new());
-                        return;
-                    }
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    self.fail(e.to_string(), batch);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Stops accepting changes and fails everything waiting.
-    fn fail(&self, why: String, batch: Vec<(u64, Change, Waiter)>) {
-        let rest = {
-            let mut q = lock(&self.shared.queue);
-            q.failed = Some(why.clone());
-            std::mem::take(&mut q.pending)
-        };
-        for (_, _, w) in batch.into_iter().chain(rest) {
-            let _ = w.send(Err(StoreError::Failed(why.clone())));
-        }
-    }
-
-    /// Makes sure `more` bytes past the data land inside the file by
-    /// writing zeros ahead, a few MiB at a time. An fdatasync after an
-    /// overwrite inside the file need not journal a new file size, which
-    /// makes the common commit cheaper. Readers ignore the zero tail.
-    fn extend(&mut self, more: u64) -> std::io::Result<()> {
-        if self.size + more <= self.alloc {
-            return Ok(());
-        }
-        let target = self.size + more + PREALLOC_BYTES;
-        let zeros = vec![0u8; 64 << 10];
-        while self.alloc < target {
-            let n = (target - self.alloc).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], self.alloc)?;
-            self.alloc += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Starts a new journal and folds the old ones into the snapshot when
-    /// the journal has outgrown the snapshot.
-    fn maybe_rotate(&mut self) -> Result<(), StoreError> {
-        let threshold = self
-            .compact_min
-            .max(self.shared.snapshot_len.load(Ordering::Acquire));
-        if self.size < threshold || self.shared.compacting.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        // The finished journal loses its zero tail before anything follows it.
-        let old = journal::journal_path(&self.shared.dir, self.gen_now);
-        self.file
-            .set_len(self.size)
-            .and_then(|_| self.file.sync_all())
-            .map_err(|e| StoreError::io(&old, "truncate", e))?;
-        let next = self.gen_now + 1;
-        let path = journal::journal_path(&self.shared.dir, next);
-        self.file = open_journal(&path, 0)?;
-        sync_dir(&self.shared.dir)?;
-        self.gen_now = next;
-        self.size = 0;
-        self.alloc = 0;
-        let shared = self.shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("gipam-compact".into())
-            .spawn(move || {
-                match compact(&shared.dir, next) {
-                    Ok(len) => {
-                        shared.snapshot_len.store(len, Ordering::Release);
-                        log::info!("compacted the journal into a {len}-byte snapshot");
-                    }
-                    Err(e) => log::error!("compaction failed (the journal stays valid): {e}"),
-                }
-                shared.compacting.store(false, Ordering::Release);
-            })
-            .map_err(|e| StoreError::io(&self.shared.dir, "start compaction in", e))?;
-        *self
-            .shared
-            .compactor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        Ok(())
-    }
-}
-
-/// Folds every journal older than `upto` into a new snapshot; returns its
-/// size. Reads only files, never the live state, so it needs no lock.
+/// Folds every journal older than `upto` into a new snapshot, offline (from
+/// the files alone, not the live state); returns the snapshot's size.
 pub fn compact(dir: &Path, upto: u64) -> Result<u64, StoreError> {
     let (mut state, next_gen, mut seq) = read_snapshot(dir)?;
     for g in next_gen..upto {
@@ -461,19 +308,7 @@ pub fn compact(dir: &Path, upto: u64) -> Result<u64, StoreError> {
         seq,
         state: state.snapshot(),
     };
-    let tmp = dir.join(format!("{SNAPSHOT}.tmp"));
-    let data = serde_json::to_vec(&file).map_err(|e| StoreError::Failed(e.to_string()))?;
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, "create", e))?;
-    f.write_all(&data)
-        .and_then(|_| f.write_all(b"\n"))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, "write", e))?;
-    let path = dir.join(SNAPSHOT);
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, "replace", e))?;
-    sync_dir(dir)?;
-    for g in next_gen..upto {
-        let p = journal::journal_path(dir, g);
-        fs::remove_file(&p).map_err(|e| StoreError::io(&p, "remove", e))?;
-    }
-    Ok(data.len() as u64 + 1)
+    let len = writer::write_snapshot_file(dir, &file)?;
+    writer::drop_journals(dir, next_gen, upto)?;
+    Ok(len)
 }

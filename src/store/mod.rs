@@ -8,13 +8,14 @@
 
 mod journal;
 pub mod local;
+mod writer;
 
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use crate::ipam::Change;
+use crate::ipam::{Change, State};
 
 pub use local::LocalStore;
 
@@ -30,6 +31,16 @@ pub trait Store: Send + Sync {
 
     /// Makes everything committed so far durable and stops the store.
     fn close(&self) -> Result<(), StoreError>;
+
+    /// Whether the store would like a copy of the live state to fold its
+    /// log into (checked after commits, so it must be cheap).
+    fn wants_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Takes a copy of the state holding exactly the changes committed so
+    /// far: call it under the same lock as [`Store::commit`].
+    fn snapshot(&self, _state: State) {}
 }
 
 /// Why the store could not load or keep the state.
