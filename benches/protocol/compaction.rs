@@ -1,8 +1,12 @@
-//! Latency under load while the local store compacts a large state: the
-//! journal is topped up to just under the compaction threshold, gipam is
-//! started on it, and the load's own writes trigger the compaction; a
-//! watcher on the state dir times the compaction, so requests can be split
-//! into those that overlapped it and the rest.
+//! Latency under load while the local store takes a snapshot of a large
+//! state: the journal is topped up to just under the snapshot threshold,
+//! gipam is started on it, and the load's own writes make the store ask for
+//! a snapshot. The service then clones the state under its allocator lock
+//! (every request waits for that), the writer starts the next journal, and
+//! a background thread writes the copy as the snapshot and deletes the old
+//! journal. The store wrapper times the ask and the clone, a watcher on the
+//! state dir the rest, so requests can be split into those that overlapped
+//! the snapshot (and the clone) and the rest.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,13 +21,16 @@ use crate::load::{drive, request_body, start_gipam_timed};
 use crate::state::{commit_leases, describe, layout};
 use crate::{Plan, Shape, Target, count, lease, mb, ms, pool_id, quantile};
 
-/// Mirrors `COMPACT_MIN_BYTES` in src/store/local.rs: the journal size below
-/// which the store never compacts.
+/// Mirrors `COMPACT_MIN_BYTES` in src/store/local.rs (the default of
+/// COMPACT_BYTES): the journal size below which the store never asks for a
+/// snapshot. Above it, the store asks once the journal's data is as large as
+/// the snapshot file.
 const COMPACT_MIN_BYTES: u64 = 16 << 20;
 
-/// Watches a state dir for the compaction of journal generation `g`: it
-/// starts when the writer opens generation `g + 1` and ends when the
-/// compactor deletes generation `g`.
+/// Watches a state dir for the snapshot that ends journal generation `g`:
+/// when the writer opens generation `g + 1` (after the service has handed
+/// over its copy of the state) and when the snapshot thread, having written
+/// the snapshot, deletes generation `g`.
 fn watch_compaction(
     dir: &Path,
     g: u64,
@@ -49,10 +56,10 @@ fn watch_compaction(
     })
 }
 
-/// Latency at the highest concurrency while the store compacts a large
-/// state: the journal of `big/state` (holding the largest lease count) is
-/// topped up to just under the compaction threshold, so the load's own
-/// writes trigger the compaction about a third of the way in.
+/// Latency at the highest concurrency while the store takes a snapshot of
+/// a large state: the journal of `big/state` (holding the largest lease
+/// count) is topped up to just under the snapshot threshold, so the load's
+/// own writes make the store ask for one about a third of the way in.
 pub fn during_compaction(
     plan: &Plan,
     big: &Path,
@@ -64,7 +71,7 @@ pub fn during_compaction(
     let state_dir = big.join("state");
     let n = plan.largest();
     println!(
-        "\n## 6. RequestAddress at {clients} clients while the store compacts ~{} leases\n",
+        "\n## 6. RequestAddress at {clients} clients while the store takes a snapshot of ~{} leases\n",
         count(n)
     );
     let line = {
@@ -79,14 +86,14 @@ pub fn during_compaction(
     commit_leases(&state_dir, n, top_up, rt);
     let g = layout(&state_dir).0.last().map_or(0, |(g, _)| *g);
     println!(
-        "state before the load: {} leases, {} (compaction starts at a {} journal)",
+        "state before the load: {} leases, {} (the store asks for a snapshot at {} of journal)",
         count(n + top_up),
         describe(&state_dir),
         mb(threshold)
     );
     let ((server, store, pool), opened) = start_gipam_timed(&state_dir, big.join("gipam.sock"));
     println!(
-        "restart on this state (journal just under the compaction threshold): \
+        "restart on this state (journal just under the snapshot threshold): \
          LocalStore::open took {}",
         ms(opened)
     );
@@ -96,36 +103,60 @@ pub fn during_compaction(
     drop(server);
     store.close().expect("the store closes cleanly");
     stop.store(true, Ordering::Release);
-    let (began, ended) = watcher.join().expect("the watcher finished");
-    let Some(began) = began else {
-        println!("no compaction started during the load (the top-up estimate missed); no figure");
+    let (rotated, ended) = watcher.join().expect("the watcher finished");
+    let (Some(&(asked, copied)), Some(rotated)) = (store.snapshots().first(), rotated) else {
+        println!("no snapshot started during the load (the top-up estimate missed); no figure");
         return;
     };
     let ended = ended.unwrap_or_else(Instant::now);
     let at = |i: Instant| ms(i.saturating_duration_since(load.start));
-    let (mut inside, mut outside): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
-    for (sent, lat) in &load.samples {
-        if *sent + *lat >= began && *sent <= ended {
-            inside.push(*lat);
-        } else {
-            outside.push(*lat);
-        }
-    }
-    inside.sort_unstable();
+    let overlapping = |from: Instant, to: Instant| {
+        let mut v: Vec<Duration> = load
+            .samples
+            .iter()
+            .filter(|(sent, lat)| *sent + *lat >= from && *sent <= to)
+            .map(|(_, lat)| *lat)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let inside = overlapping(asked, ended);
+    let clone = overlapping(asked, copied);
+    let mut outside: Vec<Duration> = load
+        .samples
+        .iter()
+        .filter(|(sent, lat)| !(*sent + *lat >= asked && *sent <= ended))
+        .map(|(_, lat)| *lat)
+        .collect();
     outside.sort_unstable();
-    let window = ended - began;
-    let overlap = ended.min(load.start + load.elapsed) - began.max(load.start);
+    let end = load.start + load.elapsed;
+    let span =
+        |from: Instant, to: Instant| to.min(end).saturating_duration_since(from.max(load.start));
+    let overlap = span(asked, ended);
     println!(
-        "compaction ran from {} to {} after the load started ({} in all)\n",
-        at(began),
+        "snapshot asked for {} after the load started; the service cloned the state under its lock \
+         in {}; the writer started the next journal at {}; the snapshot was written and the old \
+         journal deleted at {} ({} from the ask)\n",
+        at(asked),
+        ms(copied - asked),
+        at(rotated),
         at(ended),
-        ms(window)
+        ms(ended - asked)
     );
     println!("| requests | count | req/s | p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
     let rows = [
         ("all", &load.sorted, load.elapsed),
-        ("overlapping the compaction", &inside, overlap),
+        (
+            "overlapping the snapshot (ask to old journal deleted)",
+            &inside,
+            overlap,
+        ),
+        (
+            "… of which overlapping the clone",
+            &clone,
+            span(asked, copied),
+        ),
         ("the rest", &outside, load.elapsed.saturating_sub(overlap)),
     ];
     for (label, s, span) in rows {
@@ -139,7 +170,8 @@ pub fn during_compaction(
         );
     }
     println!(
-        "\nCPU over the load: clients {}, server runtime {}, journal writer {}, other (the compactor) {}.",
+        "\nCPU over the load: clients {}, server runtime {} (the clone included), journal writer {}, \
+         other (the snapshot thread) {}.",
         ms(load.cpu.clients),
         ms(load.cpu.server),
         ms(load.cpu.journal),
@@ -147,7 +179,7 @@ pub fn during_compaction(
     );
     targets.push(Target {
         what: format!(
-            "restart with {} leases < 2 s (worst case: journal just under the compaction threshold)",
+            "restart with {} leases < 2 s (journal just under the snapshot threshold)",
             count(n + top_up)
         ),
         figure: ms(opened),
@@ -155,7 +187,7 @@ pub fn during_compaction(
     });
     targets.push(Target {
         what: format!(
-            "p99 at {clients} clients < 5 ms, across a compaction of {} leases",
+            "p99 at {clients} clients < 5 ms, across a snapshot of {} leases",
             count(n + top_up)
         ),
         figure: ms(load.p(0.99)),

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gipam::api::server::{self, Listener};
-use gipam::ipam::Ipam;
+use gipam::ipam::{Change, Ipam, State};
 use gipam::service::Service;
-use gipam::store::{LocalStore, Store};
+use gipam::store::{Commit, LocalStore, Store, StoreError};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use warp::Filter;
@@ -83,9 +83,58 @@ impl Drop for Server {
     }
 }
 
+/// The LocalStore gipam runs on in the bench, noting when the service is
+/// told a snapshot is wanted (it then clones the state under its allocator
+/// lock, so every request waits) and when it hands the copy over.
+pub struct BenchStore {
+    inner: LocalStore,
+    snapshots: Mutex<Vec<(Instant, Option<Instant>)>>,
+}
+
+impl BenchStore {
+    /// (asked for, copy handed over) of every snapshot so far.
+    pub fn snapshots(&self) -> Vec<(Instant, Instant)> {
+        let s = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter().filter_map(|(a, h)| Some((*a, (*h)?))).collect()
+    }
+}
+
+impl Store for BenchStore {
+    fn commit(&self, change: Change) -> Commit {
+        self.inner.commit(change)
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.inner.close()
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        let wants = self.inner.wants_snapshot();
+        if wants {
+            // Rare (once per snapshot), so the lock costs nothing overall.
+            let mut s = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+            s.push((Instant::now(), None));
+        }
+        wants
+    }
+
+    fn snapshot(&self, state: State) {
+        let handed = Instant::now();
+        if let Some(last) = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_mut()
+        {
+            last.1.get_or_insert(handed);
+        }
+        self.inner.snapshot(state)
+    }
+}
+
 /// gipam in-process over a durable store in `state_dir`, with the bench
 /// pool created through the protocol unless the state already holds it.
-fn start_gipam(state_dir: &Path, socket: PathBuf) -> (Server, Arc<LocalStore>, String) {
+fn start_gipam(state_dir: &Path, socket: PathBuf) -> (Server, Arc<BenchStore>, String) {
     start_gipam_timed(state_dir, socket).0
 }
 
@@ -93,12 +142,15 @@ fn start_gipam(state_dir: &Path, socket: PathBuf) -> (Server, Arc<LocalStore>, S
 pub fn start_gipam_timed(
     state_dir: &Path,
     socket: PathBuf,
-) -> ((Server, Arc<LocalStore>, String), Duration) {
+) -> ((Server, Arc<BenchStore>, String), Duration) {
     let t = Instant::now();
     let (store, state) = LocalStore::open(state_dir).expect("open the state dir");
     let opened = t.elapsed();
     let has_pool = state.pool(&pool_id()).is_some();
-    let store = Arc::new(store);
+    let store = Arc::new(BenchStore {
+        inner: store,
+        snapshots: Mutex::new(Vec::new()),
+    });
     let ipam = Ipam::new(settings(), state).expect("the settings fit the state");
     let svc = Arc::new(Service::new(ipam, store.clone()));
     let server = Server::start(socket, move |l, shutdown| {
@@ -210,7 +262,8 @@ pub struct Cpu {
     pub server: Duration,
     /// gipam's journal writer (encode, write, fdatasync).
     pub journal: Duration,
-    /// Everything else: threads that came and went (compaction), the bench.
+    /// Everything else: threads that came and went (the snapshot writer),
+    /// the bench's main thread.
     pub other: Duration,
 }
 
@@ -370,6 +423,7 @@ pub fn throughput(plan: &Plan, targets: &mut Vec<Target>) -> f64 {
          each; gipam starts each level on an empty state dir (one /64).\n",
         ms(plan.load)
     );
+    let mut snapshots = Vec::new();
     let gipam: Vec<Load> = plan
         .clients
         .iter()
@@ -380,6 +434,13 @@ pub fn throughput(plan: &Plan, targets: &mut Vec<Target>) -> f64 {
             let load = drive(&server.socket, &request_body(&pool), *n, plan.load);
             drop(server);
             store.close().expect("the store closes cleanly");
+            for (asked, handed) in store.snapshots() {
+                snapshots.push(format!(
+                    "{n} clients: asked for {} into the load, state copied in {}",
+                    ms(asked.saturating_duration_since(load.start)),
+                    ms(handed - asked)
+                ));
+            }
             load
         })
         .collect();
@@ -406,6 +467,14 @@ pub fn throughput(plan: &Plan, targets: &mut Vec<Target>) -> f64 {
             ms(o.p(0.5)),
             ms(o.p(0.99)),
             g.rate() / o.rate()
+        );
+    }
+    if snapshots.is_empty() {
+        println!("\nNo level reached the snapshot threshold (16 MiB of journal).");
+    } else {
+        println!(
+            "\nSnapshots during the gipam levels (a fresh store asks for one at 16 MiB of journal): {}.",
+            snapshots.join("; ")
         );
     }
     println!(

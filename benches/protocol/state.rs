@@ -115,39 +115,56 @@ pub fn commit_leases(dir: &Path, from: usize, n: usize, rt: &Runtime) -> Duratio
     t.elapsed()
 }
 
-/// The journal generations in `dir` with their sizes, and the snapshot size.
+/// The journal generations in `dir` with the length of their data, and the
+/// snapshot size. The writer fills a journal with zeros a few MiB ahead of
+/// its data (and `open` cuts them off), so a journal's file is longer than
+/// its data; this counts the data only, as the store's threshold does.
 pub fn layout(dir: &Path) -> (Vec<(u64, u64)>, u64) {
+    let (gens, snapshot, _) = files(dir);
+    (gens, snapshot)
+}
+
+/// [`layout`], also returning the zero bytes written ahead in the journals.
+fn files(dir: &Path) -> (Vec<(u64, u64)>, u64, u64) {
     let mut gens = Vec::new();
     let mut snapshot = 0;
+    let mut zeros = 0;
     for e in std::fs::read_dir(dir)
         .expect("list the state dir")
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        let len = e.metadata().map_or(0, |m| m.len());
         if name == "snapshot.json" {
-            snapshot = len;
+            snapshot = e.metadata().map_or(0, |m| m.len());
         } else if let Some(g) = name
             .strip_prefix("journal.")
             .and_then(|r| r.strip_suffix(".log"))
             .and_then(|g| g.parse::<u64>().ok())
         {
+            let data = std::fs::read(e.path()).expect("read a journal");
+            let len = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64;
+            zeros += data.len() as u64 - len;
             gens.push((g, len));
         }
     }
     gens.sort_unstable();
-    (gens, snapshot)
+    (gens, snapshot, zeros)
 }
 
 pub fn describe(dir: &Path) -> String {
-    let (gens, snapshot) = layout(dir);
+    let (gens, snapshot, zeros) = files(dir);
     let journal: u64 = gens.iter().map(|(_, l)| l).sum();
     let snap = if snapshot > 0 {
         format!("snapshot {}", mb(snapshot))
     } else {
         "no snapshot".into()
     };
-    format!("{snap} + {} journal(s) {}", gens.len(), mb(journal))
+    let ahead = if zeros > 0 {
+        format!(" (+ {} of zeros ahead)", mb(zeros))
+    } else {
+        String::new()
+    };
+    format!("{snap} + {} journal(s) {}{ahead}", gens.len(), mb(journal))
 }
 
 /// Folds every journal in `dir` (a closed store) into the snapshot.
@@ -266,9 +283,11 @@ pub fn restart(plan: &Plan, rt: &Runtime, targets: &mut Vec<Target>) -> tempfile
         }
     }
     println!(
-        "\n(a) is what a restart meets after the store's own background compactions while the leases \
-         were committed (in batches of {COMMIT_BATCH}, awaited per batch); (b) after folding every \
-         journal into the snapshot with `local::compact`; (a') one journal, as if compaction never ran."
+        "\n(a) is what a restart meets after the snapshots the store asked for while the leases were \
+         committed (in batches of {COMMIT_BATCH}, awaited per batch; each time it asked, the bench \
+         handed it a copy of the state, as the service does); (b) after folding every journal into \
+         the snapshot offline with `local::compact`; (a') one journal, as if no snapshot was ever \
+         written. Journal sizes are of the data; `open` cuts off the zeros written ahead."
     );
     kept.expect("the largest size is always run")
 }
