@@ -6,6 +6,26 @@
 //! [`Change`], then *applied* (`State::apply`); the same `apply` replays the
 //! journal at start, so what is on disk and what is in memory cannot drift.
 
+/// Serialises a type as its `Display` string and parses it back with
+/// `FromStr` (pool ids and MACs are strings in the state files).
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_string;
+
 mod addrset;
 mod allocator;
 mod change;

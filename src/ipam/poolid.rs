@@ -10,7 +10,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Error;
 
@@ -85,18 +84,7 @@ impl FromStr for PoolId {
     }
 }
 
-impl Serialize for PoolId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PoolId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+super::serde_as_string!(PoolId);
 
 #[cfg(test)]
 mod tests {
