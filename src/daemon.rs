@@ -76,10 +76,20 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     let store: Arc<dyn Store> = Arc::new(store);
     let mut ipam = Ipam::new(config.settings.clone(), state)?;
+    let mut changes = Vec::new();
     if config.settings.v6.is_empty() && ipam.state().ula().is_none() {
-        let change = Change::SetUla {
+        changes.push(Change::SetUla {
             prefix: generate_ula()?,
-        };
+        });
+    }
+    let mains = (config.settings.v4.clone(), config.settings.v6.clone());
+    if ipam.state().mains() != Some(&mains) {
+        changes.push(Change::SetMains {
+            v4: mains.0,
+            v6: mains.1,
+        });
+    }
+    for change in changes {
         ipam.apply(&change).map_err(|e| e.to_string())?;
         store.commit(change).await.map_err(|e| e.to_string())?;
     }

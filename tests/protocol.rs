@@ -548,3 +548,42 @@ fn with_address_set_it_serves_tcp_and_writes_the_spec_file() {
     assert!(child.wait().expect("wait").success());
     assert!(!spec.exists(), "spec file removed on shutdown");
 }
+
+#[test]
+fn a_main_pool_change_that_strands_live_blocks_is_refused_at_start() {
+    let mut d = daemon();
+    let mut c = d.client();
+    pool(&mut c, "", "", false, json!({}));
+    assert!(d.stop());
+    let run = |v4: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gipam"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--state-dir")
+            .arg(&d.state)
+            .args(["--v4", v4, "--v6", V6])
+            .env("ADDRESS", "")
+            .output()
+            .expect("run gipam")
+    };
+    let out = run("10.50.0.0/16");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("V4=10.50.0.0/16 (was V4=10.40.0.0/16) no longer contains the blocks LocalDefault/10.40.0.0/24"),
+        "{stderr}"
+    );
+    // Adding a pool next to the old one is fine.
+    d.args = vec![
+        "--v4".into(),
+        "10.40.0.0/16,10.50.0.0/16".into(),
+        "--v6".into(),
+        V6.into(),
+    ];
+    d.spawn().expect("a grown V4 is accepted");
+    let mut c = d.client();
+    assert_eq!(
+        pool(&mut c, "", "", false, json!({}))["Pool"],
+        "10.40.1.0/24"
+    );
+}

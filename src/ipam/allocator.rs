@@ -158,10 +158,20 @@ impl Ipam {
                     Family::V4 => ("V4", &ipam.settings.v4),
                     Family::V6 => ("V6", &ipam.settings.v6),
                 };
-                let now: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+                let join = |l: &[IpNet]| -> String {
+                    l.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let was = match (ipam.state.mains(), f) {
+                    (Some((v4, _)), Family::V4) => format!(" (was {name}={})", join(v4)),
+                    (Some((_, v6)), Family::V6) => format!(" (was {name}={})", join(v6)),
+                    (None, _) => String::new(),
+                };
                 lines.push(format!(
-                    "{name}={} no longer contains the blocks {} held by live networks; put their range back into {name} or remove those networks first",
-                    now.join(","),
+                    "{name}={}{was} no longer contains the blocks {} held by live networks; put their range back into {name} or remove those networks first",
+                    join(list),
                     ids.join(", ")
                 ));
             }

@@ -17,6 +17,9 @@ use super::PoolId;
 pub enum Change {
     /// The default IPv6 pool was generated (once per state, RFC 4193).
     SetUla { prefix: Ipv6Net },
+    /// gipam started with these main pools (V4, V6), so that a later start
+    /// can name the old value when a change would strand live blocks.
+    SetMains { v4: Vec<IpNet>, v6: Vec<IpNet> },
     /// A pool is now held.
     AddPool {
         id: PoolId,
@@ -50,7 +53,7 @@ impl Change {
     /// The pool a change is about, if any.
     pub fn pool(&self) -> Option<&PoolId> {
         match self {
-            Change::SetUla { .. } => None,
+            Change::SetUla { .. } | Change::SetMains { .. } => None,
             Change::AddPool { id, .. } | Change::ReleasePool { id } => Some(id),
             Change::AddAddress { pool, .. } | Change::ReleaseAddress { pool, .. } => Some(pool),
         }
@@ -71,6 +74,8 @@ impl Change {
 struct RawChange {
     op: String,
     prefix: Option<Ipv6Net>,
+    v4: Option<Vec<IpNet>>,
+    v6: Option<Vec<IpNet>>,
     id: Option<PoolId>,
     pool: Option<PoolId>,
     address: Option<IpAddr>,
@@ -94,6 +99,10 @@ impl TryFrom<RawChange> for Change {
         Ok(match r.op.as_str() {
             "set_ula" => Change::SetUla {
                 prefix: r.prefix.ok_or_else(|| need("prefix"))?,
+            },
+            "set_mains" => Change::SetMains {
+                v4: r.v4.unwrap_or_default(),
+                v6: r.v6.unwrap_or_default(),
             },
             "add_pool" => Change::AddPool {
                 id: r.id.ok_or_else(|| need("id"))?,

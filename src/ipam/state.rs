@@ -18,6 +18,7 @@ pub struct State {
     /// overlap checks and block search across every address space.
     index: BTreeMap<(Family, u128), (u128, PoolId)>,
     ula: Option<Ipv6Net>,
+    mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
 }
 
 impl State {
@@ -29,6 +30,11 @@ impl State {
     /// The generated default IPv6 prefix, once there is one.
     pub fn ula(&self) -> Option<Ipv6Net> {
         self.ula
+    }
+
+    /// The main pools (V4, V6) gipam last started with, if recorded.
+    pub fn mains(&self) -> Option<&(Vec<IpNet>, Vec<IpNet>)> {
+        self.mains.as_ref()
     }
 
     /// A held pool.
@@ -64,6 +70,7 @@ impl State {
     pub fn apply(&mut self, change: &Change) -> Result<(), Error> {
         match change {
             Change::SetUla { prefix } => self.ula = Some(*prefix),
+            Change::SetMains { v4, v6 } => self.mains = Some((v4.clone(), v6.clone())),
             Change::AddPool { id, auto, serial } => {
                 if let Some((held, _)) = self.overlapping(&id.subnet) {
                     return Err(Error::Inconsistent(format!(
@@ -117,6 +124,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             ula: self.ula,
+            mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
             pools: self
                 .pools
                 .values()
@@ -144,6 +152,7 @@ impl State {
     pub fn from_snapshot(s: Snapshot) -> Result<State, Error> {
         let mut st = State::new();
         st.ula = s.ula;
+        st.mains = s.mains.map(|m| (m.v4, m.v6));
         for p in s.pools {
             st.apply(&Change::AddPool {
                 id: p.id.clone(),
@@ -171,8 +180,17 @@ impl State {
 pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ula: Option<Ipv6Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mains: Option<SnapshotMains>,
     #[serde(default)]
     pub pools: Vec<SnapshotPool>,
+}
+
+/// The main pools gipam last started with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotMains {
+    pub v4: Vec<IpNet>,
+    pub v6: Vec<IpNet>,
 }
 
 /// One pool in a snapshot.
