@@ -6,7 +6,7 @@
 //! Restarting dockerd disturbs everything else on the host, so this is its
 //! own test binary (cargo runs test binaries one at a time), it runs only
 //! with `GIPAM_E2E_RESTART_DOCKERD=1` (the Makefile sets it), and it holds
-//! the docker e2e lock (see `plugin_fixture`) while it runs. dockerd is
+//! the docker e2e lock (see `docker_env`) while it runs. dockerd is
 //! stopped with SIGTERM and started again with the argv, working directory
 //! and environment it had, detached, logging to
 //! /var/log/gipam-test-dockerd.log.
@@ -15,6 +15,7 @@
 //! 10.228.0.0/24 (see the address plan in `e2e_plugin.rs`).
 
 mod common;
+mod docker_env;
 mod plugin_fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use docker_env::*;
 use plugin_fixture::*;
 
 const SUITE: &str = "e2e_daemon_restart";
@@ -97,16 +99,7 @@ impl Dockerd {
     fn restart(&self) -> (Duration, Duration) {
         eprintln!("restarting dockerd (pid {}): {:?}", self.pid, self.argv);
         let t0 = Instant::now();
-        let out = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .output()
-            .expect("run kill");
-        assert!(
-            out.status.success(),
-            "kill -TERM {}: {}",
-            self.pid,
-            text(&out.stderr)
-        );
+        send_signal("TERM", self.pid);
         poll(Duration::from_secs(180), || {
             (!alive(self.pid)).then_some(())
         })
@@ -187,7 +180,6 @@ fn scenario(name: &str, strict: bool) {
         );
         return;
     }
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, name, &["V4=10.218.0.0/16", "V6=2001:db8:e218::/48"])
     else {
         return;
@@ -215,14 +207,7 @@ fn scenario(name: &str, strict: bool) {
         .iter()
         .map(|(c, _)| (c.clone(), mac_of(c, &on)))
         .collect();
-    let gateways = |p: &Plugin| -> BTreeSet<IpAddr> {
-        p.leases()
-            .into_iter()
-            .filter(|l| l.2)
-            .map(|l| l.1)
-            .collect()
-    };
-    let gw_before = gateways(&p);
+    let gw_before = p.gateways();
     assert_eq!(gw_before.len(), 3, "auto v4 + v6, fixed v4: {gw_before:?}");
     let leases_before = p.leases();
     assert_eq!(leases_before.len(), 3 + 3 * 2 + 2);
@@ -248,7 +233,7 @@ fn scenario(name: &str, strict: bool) {
     );
     eprintln!(
         "{name}: every container runs again {:.1} s after the test started",
-        t0.elapsed().as_secs_f64()
+        p.elapsed()
     );
 
     let after: BTreeMap<String, (IpAddr, Option<IpAddr>)> = on
@@ -278,7 +263,7 @@ fn scenario(name: &str, strict: bool) {
     );
 
     // No leaks: gipam holds the gateways and the containers' addresses.
-    assert_eq!(gateways(&p), gw_before, "gateways are unchanged");
+    assert_eq!(p.gateways(), gw_before, "gateways are unchanged");
     let mut want = gw_before.clone();
     want.extend(seen.iter().copied());
     assert_eq!(
@@ -292,17 +277,13 @@ fn scenario(name: &str, strict: bool) {
     for (c, n) in &on {
         let (a4, a6) = after[c];
         let (b4, b6) = before[c];
-        let cfg = ipam_config(n);
-        let block4 = net(field(config_of(&cfg, false), "Subnet"));
+        let block4 = subnet_of(n, false);
         assert!(
             block4.contains(&a4) && block4.contains(&b4),
             "{c}: {a4} {block4}"
         );
         if let (Some(a6), Some(_)) = (a6, b6) {
-            assert!(
-                net(field(config_of(&cfg, true), "Subnet")).contains(&a6),
-                "{c}: {a6}"
-            );
+            assert!(subnet_of(n, true).contains(&a6), "{c}: {a6}");
         }
         assert_eq!(a6.is_some(), b6.is_some(), "{c}: same families");
     }
@@ -314,10 +295,6 @@ fn scenario(name: &str, strict: bool) {
         assert_eq!(after, before, "every container comes back with its address");
     }
 
-    let all = p.containers.clone();
-    p.rm_containers(&all);
-    p.rm_network(&auto);
-    p.rm_network(&fixed);
+    p.rm_all();
     p.assert_empty();
-    eprintln!("{name}: {:.1} s", t0.elapsed().as_secs_f64());
 }

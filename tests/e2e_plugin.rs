@@ -18,14 +18,15 @@
 //! The dockerd restart scenario (8) is in `e2e_daemon_restart.rs`.
 
 mod common;
+mod docker_env;
 mod plugin_fixture;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use docker_env::*;
 use ipnet::IpNet;
 use plugin_fixture::*;
 use serde_json::{Value, json};
@@ -42,7 +43,6 @@ fn set(addrs: &[IpAddr]) -> BTreeSet<IpAddr> {
 ///    gives everything back.
 #[test]
 fn s1_automatic_ipv4_blocks() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s1", &["V4=10.211.0.0/16", "V6=2001:db8:e211::/48"])
     else {
         return;
@@ -87,12 +87,8 @@ fn s1_automatic_ipv4_blocks() {
     want.extend([ip("10.211.0.1"), ip("10.211.1.1"), ab1]);
     assert_eq!(p.leased(), want);
 
-    let all: Vec<String> = on_a.iter().map(|(c, _)| c.clone()).chain([b1]).collect();
-    p.rm_containers(&all);
-    p.rm_network(&a);
-    p.rm_network(&b);
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s1: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// 2. Dual stack: `--ipv6` adds a V6AB block from V6. IPv6-only: a 20.10
@@ -101,16 +97,12 @@ fn s1_automatic_ipv4_blocks() {
 ///    daemon still asks gipam for an IPv4 block (Engine 28+: none).
 #[test]
 fn s2_dual_stack_and_ipv6_only() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s2", &["V4=10.212.0.0/16", "V6=2001:db8:e212::/48"])
     else {
         return;
     };
     let d = p.network("dual", &["--ipv6"]);
-    assert_eq!(
-        docker_ok(&["network", "inspect", "-f", "{{.EnableIPv6}}", &d]),
-        "true"
-    );
+    assert_eq!(network_inspect(&d, "{{.EnableIPv6}}"), "true");
     let cfg = ipam_config(&d);
     assert_eq!(cfg.len(), 2, "{cfg:?}");
     let (v4, v6) = (config_of(&cfg, false), config_of(&cfg, true));
@@ -170,12 +162,8 @@ fn s2_dual_stack_and_ipv6_only() {
         "{gateways} gateways + {containers} container addresses: {status}"
     );
 
-    p.rm_containers(&[c, s1, s2]);
-    for n in [d, v6only, v6sub] {
-        p.rm_network(&n);
-    }
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s2: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// One explicit layout for both families.
@@ -193,85 +181,42 @@ struct Layout {
 ///    first; an aux address cannot be taken; on an `--internal` network too.
 #[test]
 fn s3_explicit_subnets_ranges_and_static_addresses() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s3", &["V4=10.213.0.0/16", "V6=2001:db8:e213::/48"])
     else {
         return;
     };
+    #[rustfmt::skip]
     let layouts = [
         // Outside the main pools.
         Layout {
             what: "plain",
             internal: false,
-            v4: [
-                "10.223.0.0/16",
-                "10.223.5.0/24",
-                "10.223.5.254",
-                "10.223.1.5",
-                "10.223.9.9",
-                "10.223.5.77",
-            ],
-            v6: [
-                "2001:db8:e223::/64",
-                "2001:db8:e223::5:0/112",
-                "2001:db8:e223::5:fffe",
-                "2001:db8:e223::1:5",
-                "2001:db8:e223::9:9",
-                "2001:db8:e223::5:77",
-            ],
+            v4: ["10.223.0.0/16", "10.223.5.0/24", "10.223.5.254",
+                 "10.223.1.5", "10.223.9.9", "10.223.5.77"],
+            v6: ["2001:db8:e223::/64", "2001:db8:e223::5:0/112", "2001:db8:e223::5:fffe",
+                 "2001:db8:e223::1:5", "2001:db8:e223::9:9", "2001:db8:e223::5:77"],
         },
         // Inside the main pools, internal; gateways outside the ranges.
         Layout {
             what: "internal",
             internal: true,
-            v4: [
-                "10.213.64.0/20",
-                "10.213.66.0/24",
-                "10.213.64.1",
-                "10.213.70.5",
-                "10.213.79.9",
-                "10.213.66.200",
-            ],
-            v6: [
-                "2001:db8:e213:ff::/64",
-                "2001:db8:e213:ff::100/120",
-                "2001:db8:e213:ff::1",
-                "2001:db8:e213:ff::5",
-                "2001:db8:e213:ff::9:9",
-                "2001:db8:e213:ff::1ff",
-            ],
+            v4: ["10.213.64.0/20", "10.213.66.0/24", "10.213.64.1",
+                 "10.213.70.5", "10.213.79.9", "10.213.66.200"],
+            v6: ["2001:db8:e213:ff::/64", "2001:db8:e213:ff::100/120", "2001:db8:e213:ff::1",
+                 "2001:db8:e213:ff::5", "2001:db8:e213:ff::9:9", "2001:db8:e213:ff::1ff"],
         },
     ];
     for x in &layouts {
-        let aux4 = format!("h4={}", x.v4[3]);
-        let aux6 = format!("h6={}", x.v6[3]);
-        let mut args = vec![
-            "--ipv6",
-            "--subnet",
-            x.v4[0],
-            "--ip-range",
-            x.v4[1],
-            "--gateway",
-            x.v4[2],
-            "--aux-address",
-            &aux4,
-            "--subnet",
-            x.v6[0],
-            "--ip-range",
-            x.v6[1],
-            "--gateway",
-            x.v6[2],
-            "--aux-address",
-            &aux6,
-        ];
-        if x.internal {
-            args.push("--internal");
-        }
-        let n = p.network(x.what, &args);
-        assert_eq!(
-            docker_ok(&["network", "inspect", "-f", "{{.Internal}}", &n]),
-            x.internal.to_string()
+        let (v4, v6) = (x.v4, x.v6);
+        let internal = if x.internal { "--internal" } else { "" };
+        let args = format!(
+            "--ipv6 --subnet {} --ip-range {} --gateway {} --aux-address h4={} \
+             --subnet {} --ip-range {} --gateway {} --aux-address h6={} {internal}",
+            v4[0], v4[1], v4[2], v4[3], v6[0], v6[1], v6[2], v6[3]
         );
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let n = p.network(x.what, &args);
+        assert_eq!(network_inspect(&n, "{{.Internal}}"), x.internal.to_string());
         let cfg = ipam_config(&n);
         assert_eq!(cfg.len(), 2, "{cfg:?}");
         for (v6, f, aux) in [(false, &x.v4, "h4"), (true, &x.v6, "h6")] {
@@ -328,14 +273,8 @@ fn s3_explicit_subnets_ranges_and_static_addresses() {
                 .try_run(&what, &n, &[flag, aux])
                 .expect_err("an aux address cannot be a container's");
             eprintln!("s3: docker run {flag} {aux} (aux address): {err}");
-            assert!(
-                err.contains(&format!("address {aux} already in use")),
-                "{err}"
-            );
-            // Created, but its start failed.
-            let name = p.name(&what);
-            let _ = docker(&["rm", "-f", &name]);
-            p.containers.retain(|c| c != &name);
+            assert_mentions(&err, &[&format!("address {aux} already in use")]);
+            p.rm_failed(&what);
             let now = p.leased();
             assert!(now.is_superset(&held), "{now:?}");
             leaked = now.difference(&held).copied().collect();
@@ -369,25 +308,11 @@ fn s3_explicit_subnets_ranges_and_static_addresses() {
         .into_iter()
         .collect();
         assert_eq!(ids, want_ids, "PoolIDs name subnet and range");
-        let gateways: BTreeSet<IpAddr> = p
-            .leases()
-            .into_iter()
-            .filter(|l| l.2)
-            .map(|l| l.1)
-            .collect();
-        assert_eq!(gateways, set(&[ip(x.v4[2]), ip(x.v6[2])]));
+        assert_eq!(p.gateways(), set(&[ip(x.v4[2]), ip(x.v6[2])]));
 
-        let mine: Vec<String> = p
-            .containers
-            .iter()
-            .filter(|c| c.contains(&format!("-{}-", x.what)))
-            .cloned()
-            .collect();
-        p.rm_containers(&mine);
-        p.rm_network(&n);
+        p.rm_all();
         p.assert_empty();
     }
-    eprintln!("s3: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// 4. `--ipam-opt v4ab=28` / `v6ab=80` size one network's blocks; an
@@ -395,16 +320,14 @@ fn s3_explicit_subnets_ranges_and_static_addresses() {
 ///    message in the docker CLI error, and change nothing.
 #[test]
 fn s4_block_size_option_and_refusals() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s4", &["V4=10.214.0.0/16", "V6=2001:db8:e214::/48"])
     else {
         return;
     };
-    let block = |n: &str, v6: bool| net(field(config_of(&ipam_config(n), v6), "Subnet"));
     let n1 = p.network("n1", &[]);
-    assert_eq!(block(&n1, false), net("10.214.0.0/24"));
+    assert_eq!(subnet_of(&n1, false), net("10.214.0.0/24"));
     let n2 = p.network("n2", &["--ipam-opt", "v4ab=28"]);
-    assert_eq!(block(&n2, false), net("10.214.1.0/28"));
+    assert_eq!(subnet_of(&n2, false), net("10.214.1.0/28"));
     assert_eq!(
         addr_field(config_of(&ipam_config(&n2), false), "Gateway"),
         ip("10.214.1.1")
@@ -415,8 +338,8 @@ fn s4_block_size_option_and_refusals() {
         "n3",
         &["--ipv6", "--ipam-opt", "v4ab=28", "--ipam-opt", "v6ab=80"],
     );
-    assert_eq!(block(&n3, false), net("10.214.1.16/28"));
-    assert_eq!(block(&n3, true), net("2001:db8:e214::/80"));
+    assert_eq!(subnet_of(&n3, false), net("10.214.1.16/28"));
+    assert_eq!(subnet_of(&n3, true), net("2001:db8:e214::/80"));
     let c3 = p.run("c3", &n3, &[]);
     assert_endpoint(
         &c3,
@@ -451,12 +374,8 @@ fn s4_block_size_option_and_refusals() {
     );
     assert_eq!(p.status(), before, "refusals change nothing");
 
-    p.rm_containers(&[c, c3]);
-    for n in [n1, n2, n3] {
-        p.rm_network(&n);
-    }
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s4: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// 5. Fifty containers on one network, started in parallel: fifty unique
@@ -464,14 +383,13 @@ fn s4_block_size_option_and_refusals() {
 #[test]
 fn s5_fifty_containers() {
     const N: usize = 50;
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s5", &["V4=10.215.0.0/16", "V6=2001:db8:e215::/48"])
     else {
         return;
     };
     let n = p.network("n", &[]);
     let block = net("10.215.0.0/24");
-    assert_eq!(net(field(&ipam_config(&n)[0], "Subnet")), block);
+    assert_eq!(subnet_of(&n, false), block);
     let names: Vec<String> = (0..N).map(|i| p.name(&format!("c{i:02}"))).collect();
     p.containers.extend(names.iter().cloned());
     let started = parallel(&names, 6, |name| docker_run(name, &n, &[]));
@@ -480,10 +398,7 @@ fn s5_fifty_containers() {
             panic!("docker run {name}: {e}");
         }
     }
-    eprintln!(
-        "s5: {N} containers started after {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("s5: {N} containers started after {:.1} s", p.elapsed());
     let inside = parallel(&names, 6, |name| addrs_inside(name));
     let mut args = vec!["inspect", "-f", "{{json .NetworkSettings.Networks}}"];
     args.extend(names.iter().map(String::as_str));
@@ -511,17 +426,14 @@ fn s5_fifty_containers() {
     want.insert(ip("10.215.0.1"));
     assert_eq!(p.leased(), want);
 
-    p.rm_containers(&names);
-    p.rm_network(&n);
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s5: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// 6. The plugin process killed with SIGKILL while containers run: Docker
 ///    restarts it, nothing is lost, new containers get free addresses.
 #[test]
 fn s6_plugin_killed_with_sigkill() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s6", &["V4=10.216.0.0/16", "V6=2001:db8:e216::/48"])
     else {
         return;
@@ -535,15 +447,7 @@ fn s6_plugin_killed_with_sigkill() {
     let second = endpoint_addrs(&c2, &n);
 
     let pid = p.pid().expect("the plugin's /gipam process");
-    let out = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .output()
-        .expect("run kill");
-    assert!(
-        out.status.success(),
-        "kill -KILL {pid}: {}",
-        text(&out.stderr)
-    );
+    send_signal("KILL", pid);
     let killed = Instant::now();
     let new_pid = poll(Duration::from_secs(60), || {
         p.pid()
@@ -560,7 +464,7 @@ fn s6_plugin_killed_with_sigkill() {
     assert_eq!(endpoint_addrs(&c1, &n), first, "c1 untouched");
     assert_eq!(endpoint_addrs(&c2, &n), second, "c2 untouched");
 
-    let held: BTreeSet<IpAddr> = before.iter().map(|l| l.1).collect();
+    let held = addresses(&before);
     let mut fresh = BTreeSet::new();
     for what in ["c3", "c4"] {
         let c = p.run(what, &n, &[]);
@@ -572,30 +476,14 @@ fn s6_plugin_killed_with_sigkill() {
     }
     let n2 = p.network("n2", &[]);
     assert_eq!(
-        net(field(&ipam_config(&n2)[0], "Subnet")),
+        subnet_of(&n2, false),
         net("10.216.1.0/24"),
         "the held block is not given again"
     );
     assert_eq!(p.leases().len(), 6 + 4 + 1);
 
-    let all = p.containers.clone();
-    p.rm_containers(&all);
-    p.rm_network(&n);
-    p.rm_network(&n2);
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s6: {:.1} s", t0.elapsed().as_secs_f64());
-}
-
-/// Sets the default value of env entry `name` in a config.json.
-fn set_env_default(config: &mut Value, name: &str, value: &str) {
-    let env = config["env"]
-        .as_array_mut()
-        .expect("config.json has an env list");
-    let e = env
-        .iter_mut()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("config.json has no env {name}"));
-    e["value"] = json!(value);
 }
 
 /// 7. disable / set / enable, and `docker plugin upgrade` to a rebuilt
@@ -604,7 +492,6 @@ fn set_env_default(config: &mut Value, name: &str, value: &str) {
 ///    new bundle's defaults do not replace the old values).
 #[test]
 fn s7_disable_set_enable_and_upgrade() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s7", &["V4=10.217.0.0/16", "V6=2001:db8:e217::/48"])
     else {
         return;
@@ -617,17 +504,12 @@ fn s7_disable_set_enable_and_upgrade() {
     let before = p.leases();
 
     // While networks use it: no set, no plain disable.
-    let out = docker(&["plugin", "set", &p.name, "LOG=debug"]);
-    let err = text(&out.stderr);
+    let err = docker_fails(&["plugin", "set", &p.name, "LOG=debug"]);
     eprintln!("s7: plugin set while enabled: {err}");
-    assert!(
-        !out.status.success() && err.contains("disable plugin before setting"),
-        "{err}"
-    );
-    let out = docker(&["plugin", "disable", &p.name]);
-    let err = text(&out.stderr);
+    assert!(err.contains("disable plugin before setting"), "{err}");
+    let err = docker_fails(&["plugin", "disable", &p.name]);
     eprintln!("s7: plugin disable while in use: {err}");
-    assert!(!out.status.success() && err.contains("is in use"), "{err}");
+    assert!(err.contains("is in use"), "{err}");
 
     docker_ok(&["plugin", "disable", "-f", &p.name]);
     assert!(!p.enabled());
@@ -643,45 +525,34 @@ fn s7_disable_set_enable_and_upgrade() {
     );
     let n2 = p.network("n2", &[]);
     assert_eq!(
-        net(field(&ipam_config(&n2)[0], "Subnet")),
+        subnet_of(&n2, false),
         net("10.217.1.0/26"),
         "V4AB=26 is in effect"
     );
     let c3 = p.run("c3", &n1, &[]);
     let a3 = endpoint_addrs(&c3, &n1);
-    let held: BTreeSet<IpAddr> = before.iter().map(|l| l.1).collect();
-    assert!(!held.contains(&a3.0), "{a3:?}");
+    assert!(!addresses(&before).contains(&a3.0), "{a3:?}");
     assert_eq!(endpoint_addrs(&c1, &n1), a1);
-    if dockerd_log().is_some() && !p.log_lines().is_empty() {
-        let want = format!("DEBUG gipam::api::handlers] address {}/24 leased", a3.0);
-        assert!(
-            poll(Duration::from_secs(5), || p
-                .log_lines()
-                .iter()
-                .any(|l| l.contains(&want))
-                .then_some(()))
-            .is_some(),
-            "LOG=debug reached the plugin: no {want:?} in the dockerd log"
-        );
-        eprintln!("s7: the dockerd log shows LOG=debug in effect");
-    } else {
-        eprintln!("s7: dockerd log not readable; LOG=debug not checked there");
+    let want = format!("DEBUG gipam::api::handlers] address {}/24 leased", a3.0);
+    match p.log_shows(&want, Duration::from_secs(5)) {
+        Some(found) => {
+            assert!(
+                found,
+                "LOG=debug reached the plugin: no {want:?} in the dockerd log"
+            );
+            eprintln!("s7: the dockerd log shows LOG=debug in effect");
+        }
+        None => eprintln!("s7: dockerd log not readable; LOG=debug not checked there"),
     }
 
     // Upgrade to a rebuilt bundle (another description, other defaults).
-    let registry = p.start_registry();
-    let remote = format!("{registry}/{PLUGIN_PREFIX}{}-s7:v2", std::process::id());
-    let v2 = p.copy_bundle("v2", |c| {
+    // Only a local registry has it: upgrade pulls it from there.
+    let remote = p.push_bundle("v2", |c| {
         c["description"] = json!("gipam v2 (e2e upgrade)");
         set_env_default(c, "V4AB", "27");
         set_env_default(c, "V6AB", "60");
         set_env_default(c, "LOG", "warn");
     });
-    p.plugins.push(remote.clone());
-    docker_ok(&["plugin", "create", &remote, &v2.to_string_lossy()]);
-    docker_ok(&["plugin", "push", &remote]);
-    // Only the registry keeps v2 now: upgrade pulls it from there.
-    docker_ok(&["plugin", "rm", "-f", &remote]);
     let leases = p.leases();
     let env_before = p.settings_env();
     docker_ok(&["plugin", "disable", "-f", &p.name]);
@@ -708,10 +579,12 @@ fn s7_disable_set_enable_and_upgrade() {
     docker_ok(&["plugin", "enable", &p.name]);
     p.wait_ready(Duration::from_secs(30))
         .expect("upgraded plugin answers");
-    let inspect = |f: &str| docker_ok(&["plugin", "inspect", "-f", f, &p.name]);
-    assert_eq!(inspect("{{.Id}}"), p.id, "upgrade keeps the plugin id");
-    assert_eq!(inspect("{{.PluginReference}}"), remote);
-    assert_eq!(inspect("{{.Config.Description}}"), "gipam v2 (e2e upgrade)");
+    assert_eq!(p.inspect("{{.Id}}"), p.id, "upgrade keeps the plugin id");
+    assert_eq!(p.inspect("{{.PluginReference}}"), remote);
+    assert_eq!(
+        p.inspect("{{.Config.Description}}"),
+        "gipam v2 (e2e upgrade)"
+    );
     let marker = Path::new("/var/lib/docker/plugins")
         .join(&p.id)
         .join("rootfs/.gipam-e2e-id");
@@ -730,31 +603,25 @@ fn s7_disable_set_enable_and_upgrade() {
     assert_eq!(endpoint_addrs(&c2, &n1), a2);
     let c4 = p.run("c4", &n1, &[]);
     let a4 = endpoint_addrs(&c4, &n1);
-    let held: BTreeSet<IpAddr> = leases.iter().map(|l| l.1).collect();
+    let held = addresses(&leases);
     assert!(
         !held.contains(&a4.0) && !a4.1.is_some_and(|a| held.contains(&a)),
         "{a4:?}"
     );
     let n3 = p.network("n3", &["--ipv6"]);
-    let cfg = ipam_config(&n3);
     assert_eq!(
-        net(field(config_of(&cfg, false), "Subnet")),
+        subnet_of(&n3, false),
         net("10.217.1.64/26"),
         "V4AB=26 set before the upgrade still applies, not v2's default 27"
     );
     assert_eq!(
-        net(field(config_of(&cfg, true), "Subnet")),
+        subnet_of(&n3, true),
         net("2001:db8:e217:1::/64"),
         "V6AB stays 64 (v1's value), not v2's default 60"
     );
 
-    let all = p.containers.clone();
-    p.rm_containers(&all);
-    for n in [n1, n2, n3] {
-        p.rm_network(&n);
-    }
+    p.rm_all();
     p.assert_empty();
-    eprintln!("s7: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// 9. A compose project (file format 2.4) with `ipam: driver:` gipam,
@@ -764,7 +631,6 @@ fn s7_disable_set_enable_and_upgrade() {
 ///    what the file says; `down` leaves gipam holding nothing.
 #[test]
 fn s9_compose_project() {
-    let t0 = Instant::now();
     let Some(mut p) = Plugin::start(SUITE, "s9", &["V4=10.219.0.0/16", "V6=2001:db8:e219::/48"])
     else {
         return;
@@ -815,23 +681,7 @@ networks:
     );
     std::fs::write(&file, yaml).expect("write the compose file");
     p.compose.push((project.clone(), file.clone()));
-    let compose = |args: &[&str]| {
-        let out = Command::new("docker-compose")
-            .arg("-p")
-            .arg(&project)
-            .arg("-f")
-            .arg(&file)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker-compose");
-        assert!(
-            out.status.success(),
-            "docker-compose {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    };
+    let compose = |args: &[&str]| run_ok(&mut docker_compose(&project, &file, args));
     compose(&["up", "-d"]);
     let appnet = format!("{project}_appnet");
     let autonet = format!("{project}_autonet");
@@ -848,8 +698,7 @@ networks:
         "10.219.0.0/28",
         "{auto_cfg:?}"
     );
-    let driver = docker_ok(&["network", "inspect", "-f", "{{.IPAM.Driver}}", &appnet]);
-    assert_eq!(driver, p.name);
+    assert_eq!(network_inspect(&appnet, "{{.IPAM.Driver}}"), p.name);
 
     let id = |service: &str| compose(&["ps", "-q", service]);
     let fixed = id("fixed");
@@ -892,5 +741,4 @@ networks:
         );
     }
     p.assert_empty();
-    eprintln!("s9: {:.1} s", t0.elapsed().as_secs_f64());
 }

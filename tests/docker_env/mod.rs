@@ -1,0 +1,609 @@
+//! What the docker end-to-end test binaries share: `e2e_docker.rs` (gipam
+//! as a legacy plugin) and, through `plugin_fixture`, `e2e_plugin.rs` and
+//! `e2e_daemon_restart.rs` (the managed plugin). That is the docker CLI and
+//! Engine API, the JSON inspect helpers the scenarios assert with, the
+//! once-per-process setup, and [`Resources`], the containers and networks
+//! one test made.
+//!
+//! Setup: without a Docker engine every test panics with what to do,
+//! unless `GIPAM_SKIP_E2E=1`, in which case it prints a skip line and
+//! passes. The docker e2e test processes are serialised with one lock file,
+//! so two runs never share a dockerd at the same time (and the dockerd
+//! restart scenario never pulls the daemon away from another run); what a
+//! killed earlier run left behind is removed first.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+/// The test image: busybox from /bin/busybox, built once.
+pub const IMAGE: &str = "gipam-test/busybox:latest";
+/// One docker e2e test process at a time, whichever binary.
+const LOCK_FILE: &str = "/tmp/gipam-e2e.lock";
+
+// ---------------------------------------------------------------------------
+// Commands: the docker CLI, the Engine API, anything else
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI runs")
+}
+
+/// Runs docker and returns its stdout; panics with stderr on failure.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs docker that must fail and returns its stderr.
+pub fn docker_fails(args: &[&str]) -> String {
+    let out = docker(args);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "docker {} succeeded but should fail: {}",
+        args.join(" "),
+        text(&out.stdout)
+    );
+    err
+}
+
+/// Runs docker with `input` on stdin (answers to the CLI's prompts).
+pub fn docker_input(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the docker CLI runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("wait for the docker CLI")
+}
+
+/// `docker run -d --name NAME --network NET EXTRA... IMAGE sleep 600`.
+pub fn docker_run(name: &str, net: &str, extra: &[&str]) -> Result<(), String> {
+    let mut args = vec!["run", "-d", "--name", name, "--network", net];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+    let out = docker(&args);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// `docker rm -f NAMES...`, whatever comes of it (for cleanups).
+pub fn remove_containers<S: AsRef<str>>(names: &[S]) {
+    if !names.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(names.iter().map(AsRef::as_ref));
+        let _ = docker(&args);
+    }
+}
+
+/// POSTs JSON to the Docker Engine API (API 1.41, what 20.10 speaks), for
+/// what the 28.x CLI cannot ask a 1.41 daemon (a MAC address on a user
+/// network). Returns (status, body).
+pub fn docker_api_post(path: &str, body: &Value) -> (u16, String) {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(String::from))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+    let mut s = std::os::unix::net::UnixStream::connect(&socket)
+        .unwrap_or_else(|e| panic!("connect to {socket}: {e}"));
+    let body = serde_json::to_vec(body).expect("encode the request");
+    let head = format!(
+        "POST /v1.41{path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send the request");
+    s.write_all(&body).expect("send the request body");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read the response");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response from the Docker API: {resp}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// Runs `cmd` (stdin from /dev/null) and returns its stdout; panics with
+/// its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(out.status.success(), "{what} failed: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// `kill -SIGNAL PID`; panics when kill fails.
+pub fn send_signal(signal: &str, pid: u32) {
+    run_ok(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    );
+}
+
+/// `docker info` answers with a server version.
+pub fn docker_info() -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    let version = text(&out.stdout);
+    if out.status.success() && !version.is_empty() {
+        Ok(version)
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// The daemon's API version as (major, minor), e.g. (1, 41) for 20.10.
+pub fn server_api_version() -> (u32, u32) {
+    let v = docker_ok(&["version", "-f", "{{.Server.APIVersion}}"]);
+    let (a, b) = v
+        .split_once('.')
+        .unwrap_or_else(|| panic!("API version {v:?}"));
+    (
+        a.parse().expect("API major version"),
+        b.parse().expect("API minor version"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// What Docker reports
+
+pub fn parse_json(s: &str, what: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{what} is not JSON ({e}): {s}"))
+}
+
+/// Asserts that `text` (a CLI error, say) contains each of `parts`.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no {part:?} in: {text}");
+    }
+}
+
+/// `docker network inspect -f FORMAT NET`.
+pub fn network_inspect(net: &str, format: &str) -> String {
+    docker_ok(&["network", "inspect", "-f", format, net])
+}
+
+/// `docker network inspect -f '{{json .IPAM.Config}}'`.
+pub fn ipam_config(net: &str) -> Vec<Value> {
+    match parse_json(
+        &network_inspect(net, "{{json .IPAM.Config}}"),
+        "IPAM.Config",
+    ) {
+        Value::Array(v) => v,
+        other => panic!("IPAM.Config of {net} is not a list: {other}"),
+    }
+}
+
+/// The IPAM.Config entries of one family.
+pub fn configs_of(cfg: &[Value], v6: bool) -> Vec<&Value> {
+    cfg.iter()
+        .filter(|c| {
+            c["Subnet"]
+                .as_str()
+                .and_then(|s| s.parse::<IpNet>().ok())
+                .is_some_and(|n| matches!(n, IpNet::V6(_)) == v6)
+        })
+        .collect()
+}
+
+/// The IPAM.Config entry of one family (exactly one must exist).
+pub fn config_of(cfg: &[Value], v6: bool) -> &Value {
+    let list = configs_of(cfg, v6);
+    assert_eq!(
+        list.len(),
+        1,
+        "want one IPv{} entry in {cfg:?}",
+        if v6 { 6 } else { 4 }
+    );
+    list[0]
+}
+
+/// The subnet of `network`'s IPAM.Config entry of one family (exactly one
+/// must exist).
+pub fn subnet_of(network: &str, v6: bool) -> IpNet {
+    net(field(config_of(&ipam_config(network), v6), "Subnet"))
+}
+
+/// `docker inspect` of a container's endpoint on one network.
+pub fn endpoint(container: &str, net: &str) -> Value {
+    let out = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        container,
+    ]);
+    let v = parse_json(&out, "NetworkSettings.Networks");
+    let ep = v[net].clone();
+    assert!(ep.is_object(), "{container} has no endpoint on {net}: {v}");
+    ep
+}
+
+/// The global addresses of eth0, as `ip addr` inside the container shows them.
+pub fn addrs_inside(container: &str) -> Vec<IpNet> {
+    let out = docker_ok(&["exec", container, "ip", "addr", "show", "dev", "eth0"]);
+    out.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("inet ") || l.starts_with("inet6 "))
+        .filter(|l| l.contains("scope global"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|a| {
+            a.parse::<IpNet>()
+                .unwrap_or_else(|e| panic!("bad address {a} in ip addr ({e}): {out}"))
+        })
+        .collect()
+}
+
+pub fn net(s: &str) -> IpNet {
+    s.parse()
+        .unwrap_or_else(|e| panic!("{s:?} is not a CIDR: {e}"))
+}
+
+/// An address; a `/len` after it is ignored.
+pub fn ip(s: &str) -> IpAddr {
+    let a = s.split_once('/').map_or(s, |(a, _)| a);
+    a.parse()
+        .unwrap_or_else(|e| panic!("{s:?} is not an address: {e}"))
+}
+
+pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+}
+
+/// An address as Docker reports it; 20.10 reports some with a `/len`.
+pub fn addr_field(v: &Value, key: &str) -> IpAddr {
+    ip(field(v, key))
+}
+
+/// Checks `container`'s endpoint on `network`: the addresses Docker
+/// reports (exactly, with their prefix lengths apart) and exactly those on
+/// eth0 inside.
+pub fn assert_endpoint(container: &str, network: &str, v4: (IpAddr, u8), v6: Option<(IpAddr, u8)>) {
+    let ep = endpoint(container, network);
+    assert_eq!(ep["IPAddress"], v4.0.to_string(), "{container}: {ep}");
+    assert_eq!(ep["IPPrefixLen"], v4.1, "{container}: {ep}");
+    match v6 {
+        Some((a, len)) => {
+            assert_eq!(ep["GlobalIPv6Address"], a.to_string(), "{container}: {ep}");
+            assert_eq!(ep["GlobalIPv6PrefixLen"], len, "{container}: {ep}");
+        }
+        None => assert_eq!(ep["GlobalIPv6Address"], "", "{container}: {ep}"),
+    }
+    let mut want = vec![IpNet::new(v4.0, v4.1).expect("prefix length")];
+    if let Some((a, len)) = v6 {
+        want.push(IpNet::new(a, len).expect("prefix length"));
+    }
+    let inside: HashSet<IpNet> = addrs_inside(container).into_iter().collect();
+    assert_eq!(
+        inside,
+        want.into_iter().collect::<HashSet<_>>(),
+        "global addresses of eth0 in {container}"
+    );
+}
+
+/// The (v4, v6) addresses Docker gave `container` on `network`, after
+/// checking that eth0 inside has exactly them.
+pub fn endpoint_addrs(container: &str, network: &str) -> (IpAddr, Option<IpAddr>) {
+    let ep = endpoint(container, network);
+    let a4 = addr_field(&ep, "IPAddress");
+    let len4 = ep["IPPrefixLen"].as_u64().expect("IPPrefixLen") as u8;
+    let v6 = match field(&ep, "GlobalIPv6Address") {
+        "" => None,
+        s => Some((
+            ip(s),
+            ep["GlobalIPv6PrefixLen"]
+                .as_u64()
+                .expect("GlobalIPv6PrefixLen") as u8,
+        )),
+    };
+    assert_endpoint(container, network, (a4, len4), v6);
+    (a4, v6.map(|(a, _)| a))
+}
+
+// ---------------------------------------------------------------------------
+// Threads and waiting
+
+/// Runs `f` over `items` on `threads` threads; results in input order.
+pub fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let f = &f;
+                s.spawn(move || c.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker thread"))
+            .collect()
+    })
+}
+
+/// Polls `f` every 100 ms until it returns Some or `timeout` passes.
+pub fn poll<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(Duration::from_millis(100), timeout, f)
+}
+
+/// Polls `f` every `every` until it returns Some or `timeout` passes.
+pub fn poll_every<T>(
+    every: Duration,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Once per test process: dockerd is there, no other docker e2e run is
+// active, the image exists, nothing is left from an earlier run.
+
+/// `None`: skipped. `Some(lock)`: ready, the lock held until the process ends.
+static SETUP: OnceLock<Option<File>> = OnceLock::new();
+
+/// `false`: skip (no dockerd and GIPAM_SKIP_E2E=1). The first call takes
+/// the lock, builds the image and runs `remove_leftovers(suite)`.
+pub fn setup(suite: &str, remove_leftovers: fn(&str)) -> bool {
+    SETUP
+        .get_or_init(|| {
+            if let Err(why) = docker_info() {
+                if std::env::var("GIPAM_SKIP_E2E").as_deref() == Ok("1") {
+                    eprintln!("SKIP {suite}: no Docker engine ({why}); GIPAM_SKIP_E2E=1");
+                    return None;
+                }
+                panic!(
+                    "{suite} needs a running Docker engine, but `docker info` failed: {why}\n\
+                     Run `make test` (it installs and starts dockerd), or start one as root: \
+                     `nohup dockerd >/var/log/gipam-test-dockerd.log 2>&1 &` and wait until \
+                     `docker info` answers (docs/testing.md); or set GIPAM_SKIP_E2E=1 to skip."
+                );
+            }
+            let lock = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(LOCK_FILE)
+                .expect("open the e2e lock file");
+            if lock.try_lock().is_err() {
+                eprintln!("{suite}: waiting for another docker e2e run ({LOCK_FILE})");
+                lock.lock().expect("take the e2e lock");
+            }
+            ensure_image();
+            remove_leftovers(suite);
+            Some(lock)
+        })
+        .is_some()
+}
+
+/// Builds the busybox image from /bin/busybox unless it exists.
+fn ensure_image() {
+    if docker(&["image", "inspect", IMAGE]).status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir for the image root");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("create bin/");
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("copy /bin/busybox (apt-get install busybox-static)");
+    for applet in ["sh", "ip", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet symlink");
+    }
+    let out = Command::new("sh")
+        .args(["-c", "tar -C \"$1\" -c . | docker import - \"$2\"", "sh"])
+        .arg(dir.path())
+        .arg(IMAGE)
+        .output()
+        .expect("run tar | docker import");
+    assert!(
+        out.status.success(),
+        "docker import of {IMAGE} failed: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Removes the containers and networks named `<prefix>…` that are not this
+/// process's (`<prefix><pid>-…`); the caller holds the lock, so no other
+/// run is active. `revive(networks)` runs first and must make their IPAM
+/// drivers answer (a release to one that does not makes dockerd retry for
+/// ~15 s); what it returns is handed back.
+pub fn remove_leftovers<T>(suite: &str, prefix: &str, revive: impl FnOnce(&[String]) -> T) -> T {
+    let mine = format!("{prefix}{}-", std::process::id());
+    let filter = format!("name={prefix}");
+    let stale = |list: &[&str], format: &str| -> Vec<String> {
+        let mut args = list.to_vec();
+        args.extend(["--filter", &filter, "--format", format]);
+        docker_ok(&args)
+            .lines()
+            .filter(|n| n.starts_with(prefix) && !n.starts_with(&mine))
+            .map(String::from)
+            .collect()
+    };
+    let containers = stale(&["ps", "-a"], "{{.Names}}");
+    let networks = stale(&["network", "ls"], "{{.Name}}");
+    let revived = revive(&networks);
+    if !containers.is_empty() {
+        eprintln!("{suite}: removing leftover containers {containers:?}");
+        remove_containers(&containers);
+    }
+    for n in &networks {
+        eprintln!("{suite}: removing leftover network {n}");
+        let _ = docker(&["network", "rm", n]);
+    }
+    revived
+}
+
+// ---------------------------------------------------------------------------
+// One test's containers and networks
+
+/// The containers and networks one test made, named `<tag>-<what>`, on
+/// networks whose IPAM driver is `driver`. The owner (a test's fixture)
+/// calls [`Resources::cleanup`] in its Drop, also when the test panics,
+/// while the driver still answers.
+pub struct Resources {
+    pub tag: String,
+    pub driver: String,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+impl Resources {
+    pub fn new(tag: String, driver: String) -> Resources {
+        Resources {
+            tag,
+            driver,
+            containers: Vec::new(),
+            networks: Vec::new(),
+        }
+    }
+
+    /// `<tag>-<what>`.
+    pub fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.tag)
+    }
+
+    /// `docker network create --ipam-driver DRIVER EXTRA... NAME`.
+    pub fn try_network(&mut self, what: &str, extra: &[&str]) -> Result<String, String> {
+        let name = self.name(what);
+        self.networks.push(name.clone());
+        let mut args = vec!["network", "create", "--ipam-driver", self.driver.as_str()];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        let out = docker(&args);
+        if out.status.success() {
+            Ok(name)
+        } else {
+            Err(text(&out.stderr))
+        }
+    }
+
+    pub fn network(&mut self, what: &str, extra: &[&str]) -> String {
+        self.try_network(what, extra)
+            .unwrap_or_else(|e| panic!("docker network create {what} {extra:?}: {e}"))
+    }
+
+    /// A network create that must fail: returns the CLI's error after
+    /// checking that Docker has no such network (nor is there one to
+    /// remove afterwards).
+    pub fn network_fails(&mut self, what: &str, extra: &[&str]) -> String {
+        match self.try_network(what, extra) {
+            Ok(n) => panic!("docker network create {extra:?} succeeded ({n}) but should fail"),
+            Err(e) => {
+                let name = self.name(what);
+                assert!(
+                    !docker(&["network", "inspect", &name]).status.success(),
+                    "failed network {name} exists in Docker"
+                );
+                self.networks.retain(|n| n != &name);
+                e
+            }
+        }
+    }
+
+    pub fn try_run(&mut self, what: &str, net: &str, extra: &[&str]) -> Result<String, String> {
+        let name = self.name(what);
+        self.containers.push(name.clone());
+        docker_run(&name, net, extra).map(|_| name)
+    }
+
+    pub fn run(&mut self, what: &str, net: &str, extra: &[&str]) -> String {
+        self.try_run(what, net, extra)
+            .unwrap_or_else(|e| panic!("docker run {what} on {net} {extra:?}: {e}"))
+    }
+
+    /// Removes a container whose `docker run` failed: created, but its
+    /// start failed, so it may or may not exist.
+    pub fn rm_failed(&mut self, what: &str) {
+        let name = self.name(what);
+        remove_containers(&[&name]);
+        self.containers.retain(|c| c != &name);
+    }
+
+    /// `docker rm -f NAMES...`, which must succeed.
+    pub fn rm_containers<S: AsRef<str>>(&mut self, names: &[S]) {
+        if names.is_empty() {
+            return;
+        }
+        let mut args = vec!["rm", "-f"];
+        args.extend(names.iter().map(AsRef::as_ref));
+        docker_ok(&args);
+        self.containers
+            .retain(|c| !names.iter().any(|n| n.as_ref() == c));
+    }
+
+    pub fn rm_network(&mut self, name: &str) {
+        docker_ok(&["network", "rm", name]);
+        self.networks.retain(|n| n != name);
+    }
+
+    /// Removes every container, then every network (newest first); each
+    /// removal must succeed.
+    pub fn rm_all(&mut self) {
+        let containers = self.containers.clone();
+        self.rm_containers(&containers);
+        for n in self.networks.clone().iter().rev() {
+            self.rm_network(n);
+        }
+    }
+
+    /// What is left: every container, then every network (newest first),
+    /// whatever comes of each removal.
+    pub fn cleanup(&mut self) {
+        remove_containers(&std::mem::take(&mut self.containers));
+        for n in std::mem::take(&mut self.networks).iter().rev() {
+            let _ = docker(&["network", "rm", n]);
+        }
+    }
+}
