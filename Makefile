@@ -32,7 +32,7 @@ run:
 test:
 	./scripts/test-env.sh
 	$(MAKE) plugin
-	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} $(CARGO) test --locked
+	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} $(CARGO) test --locked --lib --bins --tests
 
 lint:
 	$(CARGO) fmt --check
