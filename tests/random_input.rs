@@ -74,7 +74,7 @@ fn value(rng: &mut Rng, ids: &[String]) -> Value {
     ];
     match rng.below(9) {
         0 => json!(null),
-        1 => json!(rng.next() % 2 == 0),
+        1 => json!(rng.next().is_multiple_of(2)),
         2 => json!(rng.next() as i64),
         3 => json!([1, "two"]),
         4 => json!({"nested": {"deep": true}}),
