@@ -5,9 +5,12 @@
 //!
 //! - [`config`]: settings from flags and environment into a validated [`config::Config`].
 //! - [`ipam`]: the pure core — pools, blocks, address sets, the rules that pick them.
-//! - [`store`]: the [`store::Store`] trait and the durable local file store.
-//! - [`service`]: the glue that plans a change, commits it and applies it.
+//! - [`store`]: the [`store::Store`] trait and the durable local file store
+//!   (snapshot + journal formats, the group-commit writer, snapshots).
+//! - [`service`]: the glue that plans a change, applies it and commits it.
 //! - [`api`]: the Docker plugin protocol over HTTP: wire structs, handlers, server.
+//! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
+//! - [`error`]: the error every request path returns.
 
 pub mod api;
 pub mod config;
