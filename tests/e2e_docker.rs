@@ -603,6 +603,67 @@ fn restart_after_sigkill_keeps_leases() {
     e.assert_pool_free("10.235.0.0/24");
 }
 
+/// gipam on TCP (`--address`), found by dockerd through the spec file it
+/// writes in /etc/docker/plugins, which it removes again on shutdown.
+struct TcpGipam {
+    spec: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    made: Resources,
+}
+
+impl Drop for TcpGipam {
+    fn drop(&mut self) {
+        self.made.cleanup();
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c);
+        }
+        let _ = std::fs::remove_file(&self.spec);
+    }
+}
+
+#[test]
+fn tcp_mode_is_found_through_the_spec_file() {
+    if !setup(SUITE, remove_leftovers) {
+        return;
+    }
+    let plugin = format!("{PREFIX}{}-tcp", std::process::id());
+    let spec = Path::new("/etc/docker/plugins").join(format!("{plugin}.spec"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_gipam"))
+        .args(["--address", "127.0.0.1:0", "--v4", "10.237.0.0/16"])
+        .args(["--v6", "2001:db8:e237::/48", "--spec-file"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run gipam");
+    let mut g = TcpGipam {
+        spec: spec.clone(),
+        child: Some(child),
+        _dir: dir,
+        made: Resources::new(plugin.clone(), plugin),
+    };
+    let url = poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(&spec).ok()
+    })
+    .expect("gipam writes its spec file");
+    assert!(url.trim().starts_with("tcp://127.0.0.1:"), "{url}");
+
+    let n = g.made.network("n", &[]);
+    assert_eq!(ipam_config(&n)[0]["Subnet"], "10.237.0.0/24");
+    let c = g.made.run("c", &n, &[]);
+    assert_endpoint(&c, &n, (ip("10.237.0.2"), 24), None);
+    g.made.rm_containers(&[c]);
+    g.made.rm_network(&n);
+
+    if let Some(mut c) = g.child.take() {
+        stop_child(&mut c);
+    }
+    assert!(!spec.exists(), "the spec file is removed on shutdown");
+}
+
 /// F6: a container that comes back with the same MAC address gets the
 /// address it had. On 20.10 the CLI cannot give a MAC on a user network, so
 /// the container is created through the Engine API.
