@@ -70,10 +70,13 @@ fn remove_leftovers(suite: &str) {
         stop_child(c);
     }
     let mine = format!("{PREFIX}{}-", std::process::id());
-    if let Ok(rd) = std::fs::read_dir(PLUGIN_DIR) {
+    for (dir, ext) in [(PLUGIN_DIR, ".sock"), ("/etc/docker/plugins", ".spec")] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in rd.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(PREFIX) && !name.starts_with(&mine) && name.ends_with(".sock") {
+            if name.starts_with(PREFIX) && !name.starts_with(&mine) && name.ends_with(ext) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
