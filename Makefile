@@ -68,7 +68,10 @@ disable:
 remove:
 	docker plugin rm -f $(PLUGIN_NAME):$(TAG)
 
-push:
+## Pushes the bundle to the registry PLUGIN_NAME names (creating the
+## plugin under that name first when it does not exist here).
+push: plugin
+	@docker plugin inspect $(PLUGIN_NAME):$(TAG) >/dev/null 2>&1 || docker plugin create $(PLUGIN_NAME):$(TAG) plugin
 	docker plugin push $(PLUGIN_NAME):$(TAG)
 
 ## Builds the plugin and enables it in the local Docker (starting one if

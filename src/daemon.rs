@@ -103,8 +103,12 @@ pub async fn run(
     let v4: Vec<String> = config.settings.v4.iter().map(|n| n.to_string()).collect();
     let svc = Arc::new(Service::new(ipam, store.clone()));
 
-    let (listener, cleanup) = match &config.listen {
-        Listen::Unix(path) => (Listener::Unix(bind_unix(path)?), path.clone()),
+    let (listener, cleanup, serving) = match &config.listen {
+        Listen::Unix(path) => (
+            Listener::Unix(bind_unix(path)?),
+            path.clone(),
+            path.display().to_string(),
+        ),
         Listen::Tcp { addr, spec_file } => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
@@ -116,13 +120,17 @@ pub async fn run(
             }
             std::fs::write(spec_file, format!("tcp://{local}\n"))
                 .map_err(|e| format!("cannot write {}: {e}; set SPEC_FILE", spec_file.display()))?;
-            (Listener::Tcp(l), spec_file.clone())
+            (
+                Listener::Tcp(l),
+                spec_file.clone(),
+                format!("tcp://{local} (spec file {})", spec_file.display()),
+            )
         }
     };
     log::info!(
         "gipam {} serving on {} (state {}: {pools} pools, {leases} leases; V4={} V6={})",
         env!("CARGO_PKG_VERSION"),
-        cleanup.display(),
+        serving,
         config.state_dir.display(),
         v4.join(","),
         v6.join(",")

@@ -166,6 +166,10 @@ impl Ipam {
                 };
                 let was = match (ipam.state.mains(), f) {
                     (Some((v4, _)), Family::V4) => format!(" (was {name}={})", join(v4)),
+                    (Some((_, v6)), Family::V6) if v6.is_empty() => match ipam.state.ula() {
+                        Some(ula) => format!(" (was {name} empty: the generated {ula})"),
+                        None => format!(" (was {name} empty)"),
+                    },
                     (Some((_, v6)), Family::V6) => format!(" (was {name}={})", join(v6)),
                     (None, _) => String::new(),
                 };

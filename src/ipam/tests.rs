@@ -749,3 +749,34 @@ fn a_damaged_cooling_list_never_hands_out_a_leased_or_reserved_address() {
         assert_eq!(got, ["10.0.0.6", "PoolFull"], "{cooling}");
     }
 }
+
+#[test]
+fn a_refused_v6_change_names_the_generated_ula_it_replaces() {
+    let ula: ipnet::Ipv6Net = "fd12:3456:789a::/48".parse().expect("ula");
+    let mut state = State::new();
+    state.apply(&Change::SetUla { prefix: ula }).expect("ula");
+    state
+        .apply(&Change::SetMains {
+            v4: vec!["10.40.0.0/16".parse().expect("v4")],
+            v6: vec![],
+        })
+        .expect("mains");
+    state
+        .apply(&Change::AddPool {
+            id: "LocalDefault/fd12:3456:789a::/64".parse().expect("id"),
+            auto: true,
+            serial: false,
+        })
+        .expect("pool");
+    let settings = Settings {
+        v4: vec!["10.40.0.0/16".parse().expect("v4")],
+        v6: vec!["2001:db8::/48".parse().expect("v6")],
+        v4ab: 24,
+        v6ab: 64,
+    };
+    let err = Ipam::new(settings, state).expect_err("strands a block");
+    assert!(
+        err.contains("V6=2001:db8::/48 (was V6 empty: the generated fd12:3456:789a::/48)"),
+        "{err}"
+    );
+}
