@@ -231,6 +231,8 @@ impl Config {
                 spec_file: PathBuf::from(get("SPEC_FILE")),
             },
         };
+        let log = get("LOG");
+        check_log_filter(&log).map_err(invalid)?;
         let compact = get("COMPACT_BYTES");
         let compact_bytes = compact
             .parse::<u64>()
@@ -246,7 +248,7 @@ impl Config {
             state_dir,
             listen,
             compact_bytes,
-            log: get("LOG"),
+            log,
         })
     }
 }
@@ -314,6 +316,35 @@ fn block(name: &str, text: &str, family: Family, mains: &[IpNet]) -> Result<u8, 
     Ok(n)
 }
 
+/// Checks an env_logger filter (`info`, `gipam=debug,warp=warn`, `trace/regex`):
+/// env_logger itself only warns about a bad one and starts with defaults.
+fn check_log_filter(text: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let directives = text.split_once('/').map_or(text, |(d, _)| d);
+    for d in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let ok = match d.split_once('=') {
+            Some((target, level)) => {
+                !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+            }
+            // A bare word is a level or a module path (all levels).
+            None => d
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == ':'),
+        };
+        if !ok {
+            return Err(format!(
+                "LOG={text}: {d:?} is not a log directive; use a level ({}) or module=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `host:port`, `[v6]:port` or `:port` (loopback).
 fn tcp_address(text: &str) -> Result<SocketAddr, String> {
     let bad = || format!("ADDRESS={text} is not host:port (e.g. 127.0.0.1:8181 or :8181)");
@@ -371,6 +402,20 @@ mod tests {
     }
 
     #[test]
+    fn log_filters_env_logger_accepts_pass() {
+        for f in [
+            "info",
+            "DEBUG",
+            "gipam=debug,warp=warn",
+            "gipam::store=trace",
+            "warn/regex",
+            "gipam",
+        ] {
+            assert!(check_log_filter(f).is_ok(), "{f}");
+        }
+    }
+
+    #[test]
     fn tcp_address_defaults_to_loopback() {
         let c = cfg(&["--address", ":8181"], &[]).expect("valid");
         match c.listen {
@@ -404,6 +449,8 @@ mod tests {
             (&["--address", "nowhere"], &[], "ADDRESS=nowhere"),
             (&["--bogus"], &[], "--bogus"),
             (&[], &[("COMPACT_BYTES", "10")], "COMPACT_BYTES=10"),
+            (&[], &[("LOG", "nonsense=xx=")], "LOG=nonsense=xx="),
+            (&[], &[("LOG", "gipam=loud")], "module=level"),
         ];
         for (args, env, want) in cases {
             let m = invalid(args, env);
