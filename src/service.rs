@@ -52,10 +52,10 @@ impl Service {
                     ipam.apply(&c)?;
                     let commit = self.store.commit(c);
                     if self.store.wants_snapshot() {
-                        // A copy under the lock: it holds exactly the
-                        // changes committed so far, and costs one clone
-                        // per compaction instead of re-reading the files.
-                        self.store.snapshot(ipam.state().clone());
+                        // A copy under the lock holds exactly the changes
+                        // committed so far; lease chunks are shared, so it
+                        // costs little more than one pass over the pools.
+                        self.store.snapshot(ipam.state().freeze());
                     }
                     (Some(commit), out)
                 }

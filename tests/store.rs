@@ -225,7 +225,7 @@ async fn the_writer_rotates_and_compacts_in_the_background() {
             commit_all(&store, &mut model, workload(chunk * 5..chunk * 5 + 5)).await;
             // What the service does after a commit, under its lock.
             if store.wants_snapshot() {
-                store.snapshot(model.clone());
+                store.snapshot(model.freeze());
                 snapshots += 1;
             }
         }

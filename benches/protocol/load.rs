@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gipam::api::server::{self, Listener};
-use gipam::ipam::{Change, Ipam, State};
+use gipam::ipam::{Change, Frozen, Ipam};
 use gipam::service::Service;
 use gipam::store::{Commit, LocalStore, Store, StoreError};
 use tokio::net::UnixListener;
@@ -118,7 +118,7 @@ impl Store for BenchStore {
         wants
     }
 
-    fn snapshot(&self, state: State) {
+    fn snapshot(&self, state: Frozen) {
         let handed = Instant::now();
         if let Some(last) = self
             .snapshots

@@ -101,7 +101,7 @@ pub fn commit_leases(dir: &Path, from: usize, n: usize, rt: &Runtime) -> Duratio
             state.apply(&c).expect("apply a lease");
             batch.push(store.commit(c));
             if store.wants_snapshot() {
-                store.snapshot(state.clone());
+                store.snapshot(state.freeze());
             }
             if batch.len() == COMMIT_BATCH || i + 1 == from + n {
                 // In order: the writer acknowledges them in order anyway.

@@ -30,6 +30,7 @@ mod addrset;
 mod allocator;
 mod change;
 mod error;
+mod leases;
 mod net;
 mod options;
 mod pool;
@@ -40,11 +41,12 @@ pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
 pub use change::{Change, Mac};
 pub use error::Error;
+pub use leases::Leases;
 pub use net::{Family, first_usable, net_bounds, to_addr, to_u128};
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
-pub use state::{Snapshot, SnapshotMains, State};
+pub use state::{Frozen, Snapshot, SnapshotMains, State};
 
 #[cfg(test)]
 mod tests;

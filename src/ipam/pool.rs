@@ -7,9 +7,10 @@
 //! is free (oldest first), so a container that just left does not lend its
 //! address — and its stale ARP entries — to the next one.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use super::leases::Leases;
 use super::net::{reserves_first, reserves_last};
 use super::{AddrSet, Error, Family, Mac, PoolId, first_usable, net_bounds, to_addr, to_u128};
 
@@ -35,7 +36,7 @@ pub struct Pool {
     pub auto: bool,
     /// Rotate through the pool (`serial=true`).
     pub serial: bool,
-    leases: BTreeMap<u128, Lease>,
+    leases: Leases,
     used: AddrSet,
     cooling: VecDeque<u128>,
     cursor: Option<u128>,
@@ -56,7 +57,7 @@ impl Pool {
             id,
             auto,
             serial,
-            leases: BTreeMap::new(),
+            leases: Leases::new(),
             used,
             cooling: VecDeque::new(),
             cursor: None,
@@ -70,7 +71,12 @@ impl Pool {
     /// The leases, lowest address first.
     pub fn leases(&self) -> impl Iterator<Item = (IpAddr, &Lease)> + '_ {
         let f = self.family();
-        self.leases.iter().map(move |(a, l)| (to_addr(f, *a), l))
+        self.leases.iter().map(move |(a, l)| (to_addr(f, a), l))
+    }
+
+    /// The leases as a cheap-to-copy map (for snapshots).
+    pub fn lease_map(&self) -> &Leases {
+        &self.leases
     }
 
     /// Number of leased addresses.
@@ -91,7 +97,7 @@ impl Pool {
 
     /// Whether `addr` is leased.
     pub fn is_leased(&self, addr: IpAddr) -> bool {
-        self.leases.contains_key(&to_u128(addr))
+        self.leases.contains(to_u128(addr))
     }
 
     /// Checks that `addr` belongs to this pool's subnet and family.
@@ -129,7 +135,7 @@ impl Pool {
                     why,
                 });
             }
-            if self.leases.contains_key(&x) {
+            if self.leases.contains(x) {
                 return Err(Error::AddressInUse {
                     addr,
                     pool: self.id.clone(),
@@ -169,7 +175,7 @@ impl Pool {
 
     /// Records a lease chosen by [`Pool::choose`].
     pub fn add(&mut self, x: u128, lease: Lease, dynamic: bool) -> Result<(), Error> {
-        if self.leases.contains_key(&x) {
+        if self.leases.contains(x) {
             return Err(Error::Inconsistent(format!(
                 "address {} leased twice in pool {}",
                 to_addr(self.family(), x),
@@ -190,7 +196,7 @@ impl Pool {
 
     /// Releases a lease; returns false when the address was not leased.
     pub fn release(&mut self, x: u128) -> bool {
-        if self.leases.remove(&x).is_none() {
+        if self.leases.remove(x).is_none() {
             return false;
         }
         self.cooling.push_back(x);

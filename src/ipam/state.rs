@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Error, Family, Lease, Mac, Pool, PoolId, net_bounds, to_u128};
+use super::{
+    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, net_bounds, to_addr, to_u128,
+};
 
 /// Held pools and what they hold.
 #[derive(Debug, Clone, Default)]
@@ -120,32 +122,30 @@ impl State {
             .ok_or_else(|| Error::Inconsistent(format!("pool {id} is used but was never added")))
     }
 
-    /// The JSON form of the state.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    /// A copy for a snapshot: lease chunks are shared, so it costs little
+    /// to take under the allocator lock; turn it into JSON later.
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
             ula: self.ula,
-            mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
+            mains: self.mains.clone(),
             pools: self
                 .pools
                 .values()
-                .map(|p| SnapshotPool {
+                .map(|p| FrozenPool {
                     id: p.id.clone(),
                     auto: p.auto,
                     serial: p.serial,
                     cursor: p.cursor(),
-                    leases: p
-                        .leases()
-                        .map(|(address, l)| SnapshotLease {
-                            address,
-                            gateway: l.gateway,
-                            mac: l.mac,
-                            name: l.name.as_deref().map(String::from),
-                        })
-                        .collect(),
                     cooling: p.cooling().collect(),
+                    leases: p.lease_map().clone(),
                 })
                 .collect(),
         }
+    }
+
+    /// The JSON form of the state.
+    pub fn snapshot(&self) -> Snapshot {
+        self.freeze().snapshot()
     }
 
     /// Rebuilds a state from its JSON form.
@@ -172,6 +172,58 @@ impl State {
             pool.restore(&p.cooling, p.cursor)?;
         }
         Ok(st)
+    }
+}
+
+/// A copy of the state taken for a snapshot (see [`State::freeze`]).
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    ula: Option<Ipv6Net>,
+    mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
+    pools: Vec<FrozenPool>,
+}
+
+#[derive(Debug, Clone)]
+struct FrozenPool {
+    id: PoolId,
+    auto: bool,
+    serial: bool,
+    cursor: Option<IpAddr>,
+    cooling: Vec<IpAddr>,
+    leases: Leases,
+}
+
+impl Frozen {
+    /// The JSON form of the copy.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ula: self.ula,
+            mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| {
+                    let f = Family::of_net(&p.id.subnet);
+                    SnapshotPool {
+                        id: p.id.clone(),
+                        auto: p.auto,
+                        serial: p.serial,
+                        cursor: p.cursor,
+                        leases: p
+                            .leases
+                            .iter()
+                            .map(|(x, l)| SnapshotLease {
+                                address: to_addr(f, x),
+                                gateway: l.gateway,
+                                mac: l.mac,
+                                name: l.name.as_deref().map(String::from),
+                            })
+                            .collect(),
+                        cooling: p.cooling.clone(),
+                    }
+                })
+                .collect(),
+        }
     }
 }
 

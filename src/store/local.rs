@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::journal::{self, SNAPSHOT, SnapshotFile};
 use super::writer::{self, Item, Queue, Shared, Writer, lock, sync_dir};
 use super::{Commit, Store, StoreError};
-use crate::ipam::{Change, State};
+use crate::ipam::{Change, Frozen, State};
 
 /// A journal is folded into the snapshot once it is larger than this and
 /// larger than the snapshot itself.
@@ -135,7 +135,7 @@ impl Store for LocalStore {
         self.shared.wants_snapshot()
     }
 
-    fn snapshot(&self, state: State) {
+    fn snapshot(&self, state: Frozen) {
         if self.shared.compacting.swap(true, Ordering::AcqRel) {
             return;
         }

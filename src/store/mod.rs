@@ -15,7 +15,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use crate::ipam::{Change, State};
+use crate::ipam::{Change, Frozen};
 
 pub use local::LocalStore;
 
@@ -39,8 +39,9 @@ pub trait Store: Send + Sync {
     }
 
     /// Takes a copy of the state holding exactly the changes committed so
-    /// far: call it under the same lock as [`Store::commit`].
-    fn snapshot(&self, _state: State) {}
+    /// far ([`crate::ipam::State::freeze`]): call it under the same lock as
+    /// [`Store::commit`].
+    fn snapshot(&self, _state: Frozen) {}
 }
 
 /// Why the store could not load or keep the state.

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::journal::{self, SNAPSHOT, SnapshotFile};
-use crate::ipam::{Change, State};
+use crate::ipam::{Change, Frozen};
 
 /// How far ahead of the data the journal file is filled with zeros.
 const PREALLOC_BYTES: u64 = 4 << 20;
@@ -34,7 +34,7 @@ pub enum Item {
     /// Append change `seq`.
     Change(u64, Change, Waiter),
     /// Start a new journal here; the state is as of change `seq`.
-    Snapshot(u64, Box<State>),
+    Snapshot(u64, Box<Frozen>),
 }
 
 pub struct Queue {
@@ -192,7 +192,7 @@ impl Writer {
 
     /// Finishes the current journal, starts the next, and writes `state`
     /// (as of change `seq`) as the snapshot in the background.
-    fn rotate(&mut self, seq: u64, state: Box<State>) -> Result<(), StoreError> {
+    fn rotate(&mut self, seq: u64, state: Box<Frozen>) -> Result<(), StoreError> {
         // The finished journal loses its zero tail before anything follows it.
         let old = journal::journal_path(&self.shared.dir, self.gen_now);
         self.file
