@@ -1,12 +1,13 @@
 //! Latency under load while the local store takes a snapshot of a large
 //! state: the journal is topped up to just under the snapshot threshold,
 //! gipam is started on it, and the load's own writes make the store ask for
-//! a snapshot. The service then clones the state under its allocator lock
-//! (every request waits for that), the writer starts the next journal, and
-//! a background thread writes the copy as the snapshot and deletes the old
-//! journal. The store wrapper times the ask and the clone, a watcher on the
+//! a snapshot. The service then takes a copy of the state under its
+//! allocator lock (`State::freeze`: lease chunks are shared, not cloned, so
+//! requests wait only briefly), the writer starts the next journal, and a
+//! background thread writes the copy as the snapshot and deletes the old
+//! journal. The store wrapper times the ask and the copy, a watcher on the
 //! state dir the rest, so requests can be split into those that overlapped
-//! the snapshot (and the clone) and the rest.
+//! the snapshot (and the copy) and the rest.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ pub fn during_compaction(
         v
     };
     let inside = overlapping(asked, ended);
-    let clone = overlapping(asked, copied);
+    let copy = overlapping(asked, copied);
     let mut outside: Vec<Duration> = load
         .samples
         .iter()
@@ -134,9 +135,9 @@ pub fn during_compaction(
         |from: Instant, to: Instant| to.min(end).saturating_duration_since(from.max(load.start));
     let overlap = span(asked, ended);
     println!(
-        "snapshot asked for {} after the load started; the service cloned the state under its lock \
-         in {}; the writer started the next journal at {}; the snapshot was written and the old \
-         journal deleted at {} ({} from the ask)\n",
+        "snapshot asked for {} after the load started; the service took its copy of the state \
+         (shared chunks) under its lock in {}; the writer started the next journal at {}; the \
+         snapshot was written and the old journal deleted at {} ({} from the ask)\n",
         at(asked),
         ms(copied - asked),
         at(rotated),
@@ -153,8 +154,8 @@ pub fn during_compaction(
             overlap,
         ),
         (
-            "… of which overlapping the clone",
-            &clone,
+            "… of which overlapping the copy",
+            &copy,
             span(asked, copied),
         ),
         ("the rest", &outside, load.elapsed.saturating_sub(overlap)),
@@ -170,7 +171,7 @@ pub fn during_compaction(
         );
     }
     println!(
-        "\nCPU over the load: clients {}, server runtime {} (the clone included), journal writer {}, \
+        "\nCPU over the load: clients {}, server runtime {} (the copy included), journal writer {}, \
          other (the snapshot thread) {}.",
         ms(load.cpu.clients),
         ms(load.cpu.server),

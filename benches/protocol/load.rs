@@ -84,8 +84,9 @@ impl Drop for Server {
 }
 
 /// The LocalStore gipam runs on in the bench, noting when the service is
-/// told a snapshot is wanted (it then clones the state under its allocator
-/// lock, so every request waits) and when it hands the copy over.
+/// told a snapshot is wanted (it then takes a copy of the state, sharing its
+/// lease chunks, under its allocator lock, so every request waits that long)
+/// and when it hands the copy over.
 pub struct BenchStore {
     inner: LocalStore,
     snapshots: Mutex<Vec<(Instant, Option<Instant>)>>,
