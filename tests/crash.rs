@@ -7,9 +7,9 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{Client, Daemon};
+use common::{Client, Daemon, Rng};
 use serde_json::json;
 
 /// What the clients were told, shared by all storm threads.
@@ -20,18 +20,6 @@ struct Ledger {
     /// Allocations acknowledged while already held by someone else.
     doubles: Vec<String>,
     acks: usize,
-}
-
-/// xorshift64*: enough randomness for kill points, reproducible by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 /// One storm client: allocate, and now and then release one of its own.
@@ -78,12 +66,8 @@ fn storm(socket: std::path::PathBuf, pools: Vec<String>, ledger: Arc<Mutex<Ledge
 
 #[test]
 fn kill_9_during_an_allocation_storm_loses_no_acknowledged_allocation() {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    println!("crash test seed {seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::from_clock();
+    println!("crash test seed {}", rng.0);
     // A tiny COMPACT_BYTES makes the store rotate journals and write
     // snapshots all through the storm, so kills land inside those too.
     let mut d = Daemon::start(&[

@@ -3,31 +3,16 @@
 //! body (an `Err` string when it is not 200), nothing panics, and what the
 //! store has on disk afterwards is exactly the live state.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::Rng;
 use gipam::api::routes;
 use gipam::ipam::{Ipam, Settings};
 use gipam::service::Service;
 use gipam::store::{LocalStore, Store};
 use serde_json::{Value, json};
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const ENDPOINTS: &[&str] = &[
     "/Plugin.Activate",
@@ -143,13 +128,8 @@ fn body(rng: &mut Rng, ids: &[String]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_requests_never_panic_and_the_disk_matches_memory() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(3)
-        | 1;
-    println!("random input seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_clock();
+    println!("random input seed {}", rng.0);
     let dir = tempfile::tempdir().expect("tmp");
     let settings = Settings {
         v4: vec!["10.40.0.0/16".parse().expect("net")],
