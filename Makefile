@@ -17,10 +17,18 @@ BIN          = target/$(TARGET)/release/gipam
 
 all: build
 
-## The statically linked binary that goes into the plugin's rootfs.
+## The statically linked binary that goes into the plugin's rootfs
+## (target/gipam-static). musl when the target is (or can be) installed,
+## else a static glibc build (testing.md: verified as the fallback).
 build:
-	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
-	$(CARGO) build --release --locked --target $(TARGET)
+	@if rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET); then \
+	    $(CARGO) build --release --locked --target $(TARGET) && \
+	    cp $(BIN) target/gipam-static; \
+	else \
+	    echo "$(TARGET) is not available; building a static glibc binary instead"; \
+	    RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu && \
+	    cp target/x86_64-unknown-linux-gnu/release/gipam target/gipam-static; \
+	fi
 
 ## Runs the daemon in the foreground (Ctrl-C stops it cleanly).
 run:
@@ -45,7 +53,7 @@ bench:
 plugin: build
 	rm -rf plugin/rootfs plugin/config.json
 	mkdir -p plugin/rootfs/run/docker/plugins plugin/rootfs/data plugin/rootfs/tmp
-	cp $(BIN) plugin/rootfs/gipam
+	cp target/gipam-static plugin/rootfs/gipam
 	cp config.json plugin/config.json
 
 ## The same rootfs built by the Dockerfile (needs the rust image from a registry).

@@ -24,7 +24,8 @@ fi
 
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q x86_64-unknown-linux-musl; then
     log "adding the x86_64-unknown-linux-musl target"
-    rustup target add x86_64-unknown-linux-musl >/dev/null
+    rustup target add x86_64-unknown-linux-musl >/dev/null ||
+        log "cannot add the musl target; make builds a static glibc binary instead"
 fi
 
 "$(dirname "$0")/docker-up.sh"
