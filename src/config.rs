@@ -18,6 +18,13 @@ use crate::ipam::{Family, Settings};
 /// at 10.88.0.0/16 and 10.89.0.0/16 onwards, so 172.16.0.0/16 overlaps none.
 pub const DEFAULT_V4: &str = "172.16.0.0/16";
 
+/// What V6AB is checked against when V6 is empty: the ULA generated at
+/// first start is a /48 (RFC 4193).
+const ULA_SHAPE: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(
+    std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+    48,
+));
+
 /// One setting.
 struct Setting {
     env: &'static str,
@@ -202,11 +209,7 @@ impl Config {
         };
         let v6 = pools("V6", &get("V6"), Family::V6).map_err(invalid)?;
         let v4ab = block("V4AB", &get("V4AB"), Family::V4, &v4).map_err(invalid)?;
-        // The generated ULA is a /48.
-        let ula = ["fd00::/48"
-            .parse()
-            .map_err(|_| invalid("internal: ula".into()))?];
-        let v6_for_check: &[IpNet] = if v6.is_empty() { &ula } else { &v6 };
+        let v6_for_check: &[IpNet] = if v6.is_empty() { &[ULA_SHAPE] } else { &v6 };
         let v6ab = block("V6AB", &get("V6AB"), Family::V6, v6_for_check).map_err(invalid)?;
 
         let state_dir = PathBuf::from(get("STATE_DIR"));

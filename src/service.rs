@@ -34,11 +34,6 @@ impl Service {
         self.ipam.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Plans, applies and commits one change; waits until it is durable.
     async fn change<T>(
         &self,

@@ -30,16 +30,15 @@ fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, Error> {
             "{method} request body is empty; send a JSON object"
         )));
     }
-    let invalid = |e: serde_json::Error| {
-        Error::BadRequest(format!("{method} request is not valid JSON: {e}"))
-    };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
-    if !value.is_object() {
+    // serde would also fill a struct from a JSON array; dockerd only ever
+    // sends objects, so anything else is refused before decoding.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::BadRequest(format!(
-            "{method} request is not valid JSON: expected an object, got {value}"
+            "{method} request is not valid JSON: expected an object"
         )));
     }
-    serde_json::from_value(value).map_err(invalid)
+    serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("{method} request is not valid JSON: {e}")))
 }
 
 fn pool_id(text: &str) -> Result<PoolId, Error> {
@@ -143,40 +142,43 @@ pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error>
 }
 
 /// `/Gipam.Status`: held pools with their lease counts (F11, read-only).
-pub fn status(svc: &Service) -> serde_json::Value {
+pub fn status(svc: &Service) -> StatusResponse {
     let ipam = svc.ipam();
-    let pools: Vec<serde_json::Value> = ipam
+    let pools: Vec<PoolStatus> = ipam
         .state()
         .pools()
-        .map(|p| {
-            serde_json::json!({
-                "PoolID": p.id.to_string(),
-                "Pool": p.id.subnet.to_string(),
-                "Auto": p.auto,
-                "Leases": p.lease_count(),
-            })
+        .map(|p| PoolStatus {
+            pool_id: p.id.to_string(),
+            pool: p.id.subnet.to_string(),
+            auto: p.auto,
+            leases: p.lease_count(),
         })
         .collect();
-    serde_json::json!({ "Pools": pools, "Leases": ipam.state().lease_count() })
+    StatusResponse {
+        leases: pools.iter().map(|p| p.leases).sum(),
+        pools,
+    }
 }
 
-/// `/Gipam.Leases`: every lease (F11, read-only).
-pub fn leases(svc: &Service) -> serde_json::Value {
-    let ipam = svc.ipam();
-    let leases: Vec<serde_json::Value> = ipam
-        .state()
-        .pools()
+/// `/Gipam.Leases`: every lease (F11, read-only). The copy is taken under
+/// the allocator lock (cheap: lease chunks are shared) and listed outside
+/// it, so a large listing never holds up allocations.
+pub fn leases(svc: &Service) -> LeasesResponse {
+    let frozen = svc.ipam().state().freeze();
+    let leases = frozen
+        .snapshot()
+        .pools
+        .into_iter()
         .flat_map(|p| {
-            p.leases().map(|(a, l)| {
-                serde_json::json!({
-                    "PoolID": p.id.to_string(),
-                    "Address": a.to_string(),
-                    "Gateway": l.gateway,
-                    "MacAddress": l.mac.map(|m| m.to_string()),
-                    "Name": l.name.as_deref(),
-                })
+            let id = p.id.to_string();
+            p.leases.into_iter().map(move |l| LeaseStatus {
+                pool_id: id.clone(),
+                address: l.address.to_string(),
+                gateway: l.gateway,
+                mac_address: l.mac.map(|m| m.to_string()),
+                name: l.name,
             })
         })
         .collect();
-    serde_json::json!({ "Leases": leases })
+    LeasesResponse { leases }
 }

@@ -9,7 +9,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use bytes::Buf;
+use bytes::{Buf, BufMut};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use warp::http::{Method, StatusCode};
@@ -64,12 +64,7 @@ where
         if out.len() + chunk.remaining() > MAX_BODY {
             return Err(Error::TooLarge(MAX_BODY));
         }
-        while chunk.has_remaining() {
-            let c = chunk.chunk();
-            out.extend_from_slice(c);
-            let n = c.len();
-            chunk.advance(n);
-        }
+        out.put(&mut chunk);
     }
     Ok(out)
 }

@@ -119,6 +119,50 @@ pub struct ActivateResponse {
     pub implements: [&'static str; 1],
 }
 
+/// `/Gipam.Status` response.
+#[derive(Debug, Serialize)]
+pub struct StatusResponse {
+    #[serde(rename = "Pools")]
+    pub pools: Vec<PoolStatus>,
+    #[serde(rename = "Leases")]
+    pub leases: usize,
+}
+
+/// One held pool in `/Gipam.Status`.
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(rename = "Pool")]
+    pub pool: String,
+    #[serde(rename = "Auto")]
+    pub auto: bool,
+    #[serde(rename = "Leases")]
+    pub leases: usize,
+}
+
+/// `/Gipam.Leases` response.
+#[derive(Debug, Serialize)]
+pub struct LeasesResponse {
+    #[serde(rename = "Leases")]
+    pub leases: Vec<LeaseStatus>,
+}
+
+/// One lease in `/Gipam.Leases`.
+#[derive(Debug, Serialize)]
+pub struct LeaseStatus {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Gateway")]
+    pub gateway: bool,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Option<String>,
+    #[serde(rename = "Name")]
+    pub name: Option<String>,
+}
+
 /// An empty reply (`{}`): releases must answer valid JSON.
 #[derive(Debug, Serialize)]
 pub struct Empty {}

@@ -56,7 +56,16 @@ impl PoolRequest {
         let family = if v6 { Family::V6 } else { Family::V4 };
         let options = PoolOptions::parse(options)?;
         let range = cidr("ip range", sub_pool)?;
-        let spec = match cidr("pool", pool)? {
+        let pool = cidr("pool", pool)?;
+        for (what, net) in [("pool", pool), ("ip range", range)] {
+            if let Some(n) = net.filter(|n| Family::of_net(n) != family) {
+                return Err(Error::WrongFamily {
+                    what: format!("{what} {n} (request for the {family} pass)"),
+                    want: family,
+                });
+            }
+        }
+        let spec = match pool {
             None => PoolSpec::Auto,
             Some(net) if net.addr().is_unspecified() => {
                 if net.prefix_len() == 0 {
@@ -69,19 +78,6 @@ impl PoolRequest {
             }
             Some(net) => PoolSpec::Subnet(net),
         };
-        let shown = |n: &IpNet| match Family::of_net(n) {
-            Family::V4 if family == Family::V6 => Some(n.to_string()),
-            Family::V6 if family == Family::V4 => Some(n.to_string()),
-            _ => None,
-        };
-        for (what, net) in [("pool", cidr("pool", pool)?), ("ip range", range)] {
-            if let Some(text) = net.as_ref().and_then(shown) {
-                return Err(Error::WrongFamily {
-                    what: format!("{what} {text} (request for the {family} pass)"),
-                    want: family,
-                });
-            }
-        }
         match (&spec, range) {
             (PoolSpec::Auto, Some(r)) => return Err(Error::SubPoolWithoutPool(r.to_string())),
             (PoolSpec::Subnet(s), Some(r)) if !s.contains(&r) => {

@@ -62,7 +62,7 @@ pub fn encode(buf: &mut Vec<u8>, seq: u64, change: &Change) {
     let _ = write!(buf, "{seq} ");
     let _ = serde_json::to_writer(&mut *buf, change);
     let crc = crc32fast::hash(&buf[body..]);
-    buf[start..start + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
+    let _ = write!(&mut buf[start..start + 8], "{crc:08x}");
     buf.push(b'\n');
 }
 
@@ -70,13 +70,18 @@ pub fn encode(buf: &mut Vec<u8>, seq: u64, change: &Change) {
 pub struct Entry {
     pub seq: u64,
     pub change: Change,
+    /// Where it stands in the file (1-based line, byte offset), for errors.
+    pub line: usize,
+    pub offset: u64,
 }
 
 /// The result of reading one journal file.
 pub struct Read {
     pub entries: Vec<Entry>,
-    /// Length of the intact prefix; less than the file when the tail is torn.
+    /// Length of the intact prefix; less than `data_len` when the tail is torn.
     pub good_len: u64,
+    /// Length of the data, without the zeros written ahead.
+    pub data_len: u64,
 }
 
 /// Decodes a journal. With `last` set, damage that no intact line follows
@@ -85,6 +90,7 @@ pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
     // Zeros written ahead by the writer are not data (and a crash on some
     // filesystems leaves zeros where a write had not landed yet).
     let data = &data[..data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)];
+    let data_len = data.len() as u64;
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut line_no = 0usize;
@@ -100,13 +106,19 @@ pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
             Err("line is not terminated".to_string())
         };
         match parsed {
-            Ok(e) => entries.push(e),
+            Ok((seq, change)) => entries.push(Entry {
+                seq,
+                change,
+                line: line_no,
+                offset: pos as u64,
+            }),
             Err(reason) => {
                 let torn = last && !any_intact(&data[next..]);
                 if torn {
                     return Ok(Read {
                         entries,
                         good_len: pos as u64,
+                        data_len,
                     });
                 }
                 return Err(StoreError::Corrupt {
@@ -121,7 +133,8 @@ pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
     }
     Ok(Read {
         entries,
-        good_len: data.len() as u64,
+        good_len: data_len,
+        data_len,
     })
 }
 
@@ -132,7 +145,7 @@ fn any_intact(rest: &[u8]) -> bool {
         .any(|l| decode(l).is_ok())
 }
 
-fn decode(line: &[u8]) -> Result<Entry, String> {
+fn decode(line: &[u8]) -> Result<(u64, Change), String> {
     let text = std::str::from_utf8(line).map_err(|_| "line is not UTF-8".to_string())?;
     let (crc, body) = text
         .split_once(' ')
@@ -149,7 +162,7 @@ fn decode(line: &[u8]) -> Result<Entry, String> {
         .map_err(|_| "sequence number is not a number".to_string())?;
     let change: Change =
         serde_json::from_str(json).map_err(|e| format!("change does not parse: {e}"))?;
-    Ok(Entry { seq, change })
+    Ok((seq, change))
 }
 
 #[cfg(test)]

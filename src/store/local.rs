@@ -239,12 +239,11 @@ fn read_snapshot(dir: &Path) -> Result<(State, u64, u64), StoreError> {
 fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u64, StoreError> {
     let data = fs::read(path).map_err(|e| StoreError::io(path, "read", e))?;
     let read = journal::read(path, &data, last)?;
-    let mut offset = 0u64;
-    for (i, e) in read.entries.iter().enumerate() {
+    for e in &read.entries {
         let corrupt = |reason: String| StoreError::Corrupt {
             path: path.to_path_buf(),
-            line: i + 1,
-            offset,
+            line: e.line,
+            offset: e.offset,
             reason,
         };
         if e.seq != *seq + 1 {
@@ -258,17 +257,12 @@ fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u
             .apply(&e.change)
             .map_err(|err| corrupt(err.to_string()))?;
         *seq = e.seq;
-        offset = data[offset as usize..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(data.len() as u64, |n| offset + n as u64 + 1);
     }
-    let end = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64;
-    if read.good_len < end {
+    if read.good_len < read.data_len {
         log::warn!(
             "{}: dropped {} bytes of an unacknowledged write torn by a crash",
             path.display(),
-            end - read.good_len
+            read.data_len - read.good_len
         );
     }
     Ok(read.good_len)
