@@ -91,7 +91,7 @@ pub async fn run(
     }
     for change in changes {
         ipam.apply(&change).map_err(|e| e.to_string())?;
-        store.commit(change).await.map_err(|e| e.to_string())?;
+        store.commit(change).1.await.map_err(|e| e.to_string())?;
     }
     let pools = ipam.state().pools().count();
     let leases = ipam.state().lease_count();

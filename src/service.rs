@@ -1,66 +1,185 @@
 //! The glue between the protocol edge and the core: each operation plans a
-//! change under the allocator lock, applies it and hands it to the store in
-//! the same critical section (so the journal order is the apply order),
-//! then waits — without the lock — until the store says it is durable.
+//! change under the allocator lock, applies it tentatively and hands it to
+//! the store in the same critical section (so the store's order is the
+//! apply order), then waits — without the lock — until the store says it is
+//! durable.
+//!
+//! Two rules keep every reply honest (issue: nothing acknowledged is lost):
+//!
+//! - A change the store refuses is taken back, with every change applied
+//!   after it that the failure took down too, newest first, before anything
+//!   else is planned ([`Service::recover`]). A failed change leaves nothing
+//!   behind, and the store accepts changes again once that is done.
+//! - A request that changes nothing (a duplicate release, a release of an
+//!   address another request is releasing) may rest on a change that is
+//!   still being written: it answers only once the last change applied
+//!   before it is durable, and plans again if that change failed.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
 use crate::error::Error;
-use crate::ipam::{AddressRequest, Change, Ipam, PoolId, PoolRequest};
-use crate::store::{Commit, Store};
+use crate::ipam::{AddressRequest, Change, Ipam, PoolId, PoolRequest, Undo};
+use crate::store::{Durable, Store, StoreError, Ticket};
+
+/// How often a request that changes nothing plans again when the change
+/// its answer rested on failed.
+const REPLANS: usize = 3;
+
+/// The live state and what is not yet known to be durable.
+struct Live {
+    ipam: Ipam,
+    /// Applied changes whose commit has not been seen durable, oldest
+    /// first, with what it takes to take each back.
+    inflight: VecDeque<(Ticket, Undo)>,
+    /// The last change committed: what a reply that changes nothing waits for.
+    last: Option<Ticket>,
+}
 
 /// The driver's state and where it is kept.
 pub struct Service {
-    ipam: Mutex<Ipam>,
+    live: Mutex<Live>,
     store: Arc<dyn Store>,
+}
+
+/// Read access to the allocator (status and listing reads).
+pub struct IpamGuard<'a>(MutexGuard<'a, Live>);
+
+impl Deref for IpamGuard<'_> {
+    type Target = Ipam;
+
+    fn deref(&self) -> &Ipam {
+        &self.0.ipam
+    }
+}
+
+/// What a request waits for once it has left the lock.
+enum Wait<T> {
+    Own(Durable, T),
+    Earlier(Durable, T),
 }
 
 impl Service {
     /// A service over a loaded allocator and its store.
     pub fn new(ipam: Ipam, store: Arc<dyn Store>) -> Service {
         Service {
-            ipam: Mutex::new(ipam),
+            live: Mutex::new(Live {
+                ipam,
+                inflight: VecDeque::new(),
+                last: None,
+            }),
             store,
         }
     }
 
-    /// The allocator, for read-only inspection.
-    pub fn ipam(&self) -> MutexGuard<'_, Ipam> {
+    fn lock(&self) -> MutexGuard<'_, Live> {
         // Planning never panics half-way through a mutation: apply is the
         // only mutation and it validates before changing anything.
-        self.ipam.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The allocator, for read-only inspection.
+    pub fn ipam(&self) -> IpamGuard<'_> {
+        IpamGuard(self.lock())
+    }
+
+    /// After a failed write: takes back every change the store did not make
+    /// durable, newest first, then lets the store accept changes again.
+    fn recover(&self, live: &mut Live) {
+        let Some(epoch) = self.store.failed() else {
+            return;
+        };
+        let durable = self.store.durable_seq();
+        let mut undone = 0;
+        while let Some((t, _)) = live.inflight.back() {
+            if t.epoch != epoch || t.seq <= durable {
+                break;
+            }
+            if let Some((_, undo)) = live.inflight.pop_back() {
+                live.ipam.undo(undo);
+                undone += 1;
+            }
+        }
+        // What is left was durable before the failure.
+        live.inflight.clear();
+        live.last = None;
+        self.store.resume(epoch);
+        if undone > 0 {
+            log::warn!("took back {undone} changes that could not be written");
+        }
     }
 
     /// Plans, applies and commits one change; waits until it is durable.
     async fn change<T>(
         &self,
-        plan: impl FnOnce(&Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
+        plan: impl Fn(&Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
     ) -> Result<T, Error> {
-        let (commit, out): (Option<Commit>, T) = {
-            let mut ipam = self.ipam();
-            let (change, out) = plan(&ipam)?;
-            match change {
-                Some(c) => {
-                    ipam.apply(&c)?;
-                    let commit = self.store.commit(c);
-                    if self.store.wants_snapshot() {
-                        // A copy under the lock holds exactly the changes
-                        // committed so far; lease chunks are shared, so it
-                        // costs little more than one pass over the pools.
-                        self.store.snapshot(ipam.state().freeze());
+        let mut last_err = None;
+        for _ in 0..REPLANS {
+            let wait = {
+                let mut live = self.lock();
+                self.recover(&mut live);
+                while let Some((t, _)) = live.inflight.front() {
+                    if !self.store.is_durable(*t) {
+                        break;
                     }
-                    (Some(commit), out)
+                    live.inflight.pop_front();
                 }
-                None => (None, out),
+                // An error may rest on an unwritten change as much as a
+                // no-op answer does (an overlap with a pool still being
+                // added): it waits for the same barrier.
+                let (change, out) = match plan(&live.ipam) {
+                    Ok((change, out)) => (change, Ok(out)),
+                    Err(e) => (None, Err(e)),
+                };
+                match change {
+                    Some(c) => {
+                        let undo = live.ipam.apply(&c)?;
+                        let (ticket, durable) = self.store.commit(c);
+                        live.inflight.push_back((ticket, undo));
+                        live.last = Some(ticket);
+                        if self.store.wants_snapshot() {
+                            // A copy under the lock holds exactly the changes
+                            // committed so far; lease chunks are shared, so it
+                            // costs little more than one pass over the pools.
+                            self.store.snapshot(live.ipam.state().freeze());
+                        }
+                        Wait::Own(durable, out)
+                    }
+                    None => match live.last.filter(|t| !self.store.is_durable(*t)) {
+                        Some(t) => Wait::Earlier(self.store.barrier(t), out),
+                        None => return Ok(out?),
+                    },
+                }
+            };
+            match wait {
+                Wait::Own(durable, out) => {
+                    return match durable.await {
+                        Ok(()) => Ok(out?),
+                        Err(e) => {
+                            self.recover(&mut self.lock());
+                            Err(e.into())
+                        }
+                    };
+                }
+                Wait::Earlier(durable, out) => match durable.await {
+                    Ok(()) => return Ok(out?),
+                    Err(e) => {
+                        // The answer rested on a change that was taken
+                        // back: plan again on the state as it now is.
+                        self.recover(&mut self.lock());
+                        last_err = Some(e);
+                    }
+                },
             }
-        };
-        if let Some(c) = commit {
-            c.await?;
         }
-        Ok(out)
+        Err(last_err
+            .unwrap_or_else(|| StoreError::Failed("the state store keeps failing".into()))
+            .into())
     }
 
     /// RequestPool: returns the pool's id (its subnet is `id.subnet`).

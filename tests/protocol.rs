@@ -54,7 +54,10 @@ fn state_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .expect("state dir")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name() != "lock")
+        // The pid and the acknowledgement record are bookkeeping, not
+        // state: the writer rewrites `acked` when it falls idle after the
+        // last good request, whenever that is.
+        .filter(|e| !["lock", "pid", "acked"].contains(&e.file_name().to_string_lossy().as_ref()))
         .map(|e| {
             (
                 e.file_name().to_string_lossy().into_owned(),

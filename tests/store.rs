@@ -32,7 +32,7 @@ async fn commit_all(store: &LocalStore, model: &mut State, changes: Vec<Change>)
     let mut pending = Vec::new();
     for c in changes {
         model.apply(&c).expect("model applies");
-        pending.push(store.commit(c));
+        pending.push(store.commit(c).1);
     }
     for p in pending {
         p.await.expect("durable");

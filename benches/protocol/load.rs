@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gipam::api::server::{self, Listener};
 use gipam::ipam::{Change, Frozen, Ipam};
 use gipam::service::Service;
-use gipam::store::{Commit, LocalStore, Store, StoreError};
+use gipam::store::{Durable, LocalStore, Store, StoreError, Ticket};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use warp::Filter;
@@ -101,8 +101,28 @@ impl BenchStore {
 }
 
 impl Store for BenchStore {
-    fn commit(&self, change: Change) -> Commit {
+    fn commit(&self, change: Change) -> (Ticket, Durable) {
         self.inner.commit(change)
+    }
+
+    fn barrier(&self, upto: Ticket) -> Durable {
+        self.inner.barrier(upto)
+    }
+
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        self.inner.is_durable(ticket)
+    }
+
+    fn failed(&self) -> Option<u64> {
+        self.inner.failed()
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.inner.durable_seq()
+    }
+
+    fn resume(&self, epoch: u64) {
+        self.inner.resume(epoch)
     }
 
     fn close(&self) -> Result<(), StoreError> {

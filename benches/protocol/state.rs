@@ -93,13 +93,13 @@ pub fn commit_leases(dir: &Path, from: usize, n: usize, rt: &Runtime) -> Duratio
         if new_pool {
             let c = add_pool();
             state.apply(&c).expect("apply the pool");
-            store.commit(c).await.expect("commit the pool");
+            store.commit(c).1.await.expect("commit the pool");
         }
         let mut batch = Vec::with_capacity(COMMIT_BATCH);
         for i in from..from + n {
             let c = lease(&id, i, Shape::Dense);
             state.apply(&c).expect("apply a lease");
-            batch.push(store.commit(c));
+            batch.push(store.commit(c).1);
             if store.wants_snapshot() {
                 store.snapshot(state.freeze());
             }

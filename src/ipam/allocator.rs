@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Change, Error, Family, Mac, PoolId, PoolOptions, State, net_bounds, to_addr};
+use super::{Change, Error, Family, Mac, PoolId, PoolOptions, State, Undo, net_bounds, to_addr};
 
 /// The operator's settings the allocator needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,9 +188,14 @@ impl Ipam {
         &self.state
     }
 
-    /// Applies a planned change.
-    pub fn apply(&mut self, change: &Change) -> Result<(), Error> {
+    /// Applies a planned change; returns its undo.
+    pub fn apply(&mut self, change: &Change) -> Result<Undo, Error> {
         self.state.apply(change)
+    }
+
+    /// Takes back an applied change (its commit failed).
+    pub fn undo(&mut self, undo: Undo) {
+        self.state.undo(undo)
     }
 
     /// The main pools of a family.

@@ -46,7 +46,9 @@ pub use net::{Family, first_usable, net_bounds, to_addr, to_u128};
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
-pub use state::{Frozen, Snapshot, SnapshotMains, State};
+pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_undo;

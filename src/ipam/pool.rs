@@ -28,6 +28,24 @@ pub struct Lease {
     pub name: Option<Box<str>>,
 }
 
+/// What it takes to take back one [`Pool::add`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddUndo {
+    cursor: Option<u128>,
+    /// The address was not in `used` before (it was free, not cooling).
+    inserted: bool,
+    /// Where in the cooling list the address stood.
+    cooling_at: Option<usize>,
+}
+
+/// What it takes to take back one [`Pool::release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseUndo {
+    lease: Lease,
+    /// The oldest cooling address the release pushed out.
+    evicted: Option<u128>,
+}
+
 /// A held pool.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -173,8 +191,9 @@ impl Pool {
         }
     }
 
-    /// Records a lease chosen by [`Pool::choose`].
-    pub fn add(&mut self, x: u128, lease: Lease, dynamic: bool) -> Result<(), Error> {
+    /// Records a lease chosen by [`Pool::choose`]; returns what it takes
+    /// to take it back ([`Pool::unadd`]).
+    pub fn add(&mut self, x: u128, lease: Lease, dynamic: bool) -> Result<AddUndo, Error> {
         if self.leases.contains(x) {
             return Err(Error::Inconsistent(format!(
                 "address {} leased twice in pool {}",
@@ -182,30 +201,69 @@ impl Pool {
                 self.id
             )));
         }
-        if !self.used.insert(x)
-            && let Some(i) = self.cooling.iter().position(|a| *a == x)
-        {
-            self.cooling.remove(i);
-        }
+        let undo = AddUndo {
+            cursor: self.cursor,
+            inserted: self.used.insert(x),
+            cooling_at: None,
+        };
+        let undo = match self.cooling.iter().position(|a| *a == x) {
+            Some(i) if !undo.inserted => {
+                self.cooling.remove(i);
+                AddUndo {
+                    cooling_at: Some(i),
+                    ..undo
+                }
+            }
+            _ => undo,
+        };
         self.leases.insert(x, lease);
         if dynamic {
             self.cursor = Some(x);
         }
-        Ok(())
+        Ok(undo)
     }
 
-    /// Releases a lease; returns false when the address was not leased.
-    pub fn release(&mut self, x: u128) -> bool {
-        if self.leases.remove(x).is_none() {
-            return false;
+    /// Takes back the [`Pool::add`] of `x` that returned `undo` (the last
+    /// change to this pool), leaving the pool exactly as it was before.
+    pub fn unadd(&mut self, x: u128, undo: AddUndo) {
+        self.leases.remove(x);
+        match undo.cooling_at {
+            Some(i) => self.cooling.insert(i.min(self.cooling.len()), x),
+            None if undo.inserted => {
+                self.used.remove(x);
+            }
+            None => {}
         }
+        self.cursor = undo.cursor;
+    }
+
+    /// Releases a lease; `None` when the address was not leased, else what
+    /// it takes to take the release back ([`Pool::unrelease`]).
+    pub fn release(&mut self, x: u128) -> Option<ReleaseUndo> {
+        let lease = self.leases.remove(x)?;
         self.cooling.push_back(x);
+        let mut evicted = None;
         if self.cooling.len() > COOLING_MAX
             && let Some(old) = self.cooling.pop_front()
         {
             self.used.remove(old);
+            evicted = Some(old);
         }
-        true
+        Some(ReleaseUndo { lease, evicted })
+    }
+
+    /// Takes back the [`Pool::release`] of `x` that returned `undo` (the
+    /// last change to this pool).
+    pub fn unrelease(&mut self, x: u128, undo: ReleaseUndo) {
+        if self.cooling.back() == Some(&x) {
+            self.cooling.pop_back();
+        }
+        if let Some(old) = undo.evicted {
+            self.used.insert(old);
+            self.cooling.push_front(old);
+        }
+        self.used.insert(x);
+        self.leases.insert(x, undo.lease);
     }
 
     /// Restores the cooling list and cursor from a snapshot.

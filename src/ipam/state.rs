@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+use super::pool::{AddUndo, ReleaseUndo};
 use super::{
     Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, net_bounds, to_addr, to_u128,
 };
@@ -67,12 +68,16 @@ impl State {
             .map(|(_, (end, id))| (id, *end))
     }
 
-    /// Applies one change. Live changes were planned against this state and
-    /// always apply; an error means a damaged journal.
-    pub fn apply(&mut self, change: &Change) -> Result<(), Error> {
-        match change {
-            Change::SetUla { prefix } => self.ula = Some(*prefix),
-            Change::SetMains { v4, v6 } => self.mains = Some((v4.clone(), v6.clone())),
+    /// Applies one change; returns what it takes to take it back
+    /// ([`State::undo`]). Live changes were planned against this state and
+    /// always apply; an error means a damaged journal, and leaves the state
+    /// as it was.
+    pub fn apply(&mut self, change: &Change) -> Result<Undo, Error> {
+        Ok(match change {
+            Change::SetUla { prefix } => Undo::Ula(self.ula.replace(*prefix)),
+            Change::SetMains { v4, v6 } => {
+                Undo::Mains(self.mains.replace((v4.clone(), v6.clone())))
+            }
             Change::AddPool { id, auto, serial } => {
                 if let Some((held, _)) = self.overlapping(&id.subnet) {
                     return Err(Error::Inconsistent(format!(
@@ -84,13 +89,9 @@ impl State {
                 self.index.insert((f, lo), (hi, id.clone()));
                 self.pools
                     .insert(id.clone(), Pool::new(id.clone(), *auto, *serial));
+                Undo::AddPool(id.clone())
             }
-            Change::ReleasePool { id } => {
-                if self.pools.remove(id).is_some() {
-                    let (lo, _) = net_bounds(&id.subnet);
-                    self.index.remove(&(Family::of_net(&id.subnet), lo));
-                }
-            }
+            Change::ReleasePool { id } => Undo::ReleasePool(self.remove_pool(id).map(Box::new)),
             Change::AddAddress {
                 pool,
                 address,
@@ -106,14 +107,53 @@ impl State {
                     mac: *mac,
                     name: name.as_deref().map(Box::from),
                 };
-                p.add(x, lease, *dynamic)?;
+                let undo = p.add(x, lease, *dynamic)?;
+                Undo::AddAddress(pool.clone(), x, undo)
             }
             Change::ReleaseAddress { pool, address } => {
                 let p = self.pool_mut(pool)?;
-                p.release(to_u128(*address));
+                let x = to_u128(*address);
+                Undo::ReleaseAddress(pool.clone(), x, p.release(x))
+            }
+        })
+    }
+
+    /// Takes back an applied change. Undos must come in the reverse order
+    /// of their changes (the service keeps them so): then each finds the
+    /// state exactly as its change left it.
+    pub fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Ula(old) => self.ula = old,
+            Undo::Mains(old) => self.mains = old,
+            Undo::AddPool(id) => {
+                self.remove_pool(&id);
+            }
+            Undo::ReleasePool(None) => {}
+            Undo::ReleasePool(Some(pool)) => {
+                let f = Family::of_net(&pool.id.subnet);
+                let (lo, hi) = net_bounds(&pool.id.subnet);
+                self.index.insert((f, lo), (hi, pool.id.clone()));
+                self.pools.insert(pool.id.clone(), *pool);
+            }
+            Undo::AddAddress(id, x, u) => {
+                if let Some(p) = self.pools.get_mut(&id) {
+                    p.unadd(x, u);
+                }
+            }
+            Undo::ReleaseAddress(_, _, None) => {}
+            Undo::ReleaseAddress(id, x, Some(u)) => {
+                if let Some(p) = self.pools.get_mut(&id) {
+                    p.unrelease(x, u);
+                }
             }
         }
-        Ok(())
+    }
+
+    fn remove_pool(&mut self, id: &PoolId) -> Option<Pool> {
+        let pool = self.pools.remove(id)?;
+        let (lo, _) = net_bounds(&id.subnet);
+        self.index.remove(&(Family::of_net(&id.subnet), lo));
+        Some(pool)
     }
 
     fn pool_mut(&mut self, id: &PoolId) -> Result<&mut Pool, Error> {
@@ -173,6 +213,18 @@ impl State {
         }
         Ok(st)
     }
+}
+
+/// What it takes to take back one applied [`Change`] (a change whose
+/// commit failed): the values it replaced.
+#[derive(Debug)]
+pub enum Undo {
+    Ula(Option<Ipv6Net>),
+    Mains(Option<(Vec<IpNet>, Vec<IpNet>)>),
+    AddPool(PoolId),
+    ReleasePool(Option<Box<Pool>>),
+    AddAddress(PoolId, u128, AddUndo),
+    ReleaseAddress(PoolId, u128, Option<ReleaseUndo>),
 }
 
 /// A copy of the state taken for a snapshot (see [`State::freeze`]).

@@ -1,12 +1,18 @@
 //! The on-disk formats of the local store.
 //!
-//! `snapshot.json` is `{"format":1,"next_gen":G,"seq":S,"state":{…}}`: the
-//! state after change `S`, covering every journal older than generation `G`.
+//! `snapshot.json` is `{"format":2,"crc":"<crc32>","body":{"next_gen":G,
+//! "seq":S,"state":{…}}}`: the state after change `S`, covering every
+//! journal older than generation `G`, the CRC taken over the exact bytes of
+//! `body` (so the file stays one JSON document people can read). Format 1,
+//! written by gipam before checksums, is `{"format":1,"next_gen":…}` and is
+//! still read; the next snapshot replaces it.
+//!
 //! `journal.<G>.log` holds one change a line: `<crc32 hex> <seq> <json>`,
 //! the CRC taken over `<seq> <json>`. A line is only ever appended whole
 //! and fsync'd before its change is acknowledged, so damage in the last
-//! lines of the newest journal is a torn write that was never acknowledged;
-//! damage anywhere else is corruption and stops the start.
+//! lines of the newest journal *past the acknowledgement record* (`ack.rs`)
+//! is a torn write that was never acknowledged; damage anywhere else is
+//! corruption and stops the start.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,11 +27,93 @@ pub const SNAPSHOT: &str = "snapshot.json";
 
 /// The snapshot file's content.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnapshotFile {
-    pub format: u32,
     pub next_gen: u64,
     pub seq: u64,
     pub state: Snapshot,
+}
+
+/// Format 1: the same fields beside `format`, no checksum.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotV1 {
+    format: u32,
+    next_gen: u64,
+    seq: u64,
+    state: Snapshot,
+}
+
+const SNAPSHOT_HEAD: &[u8] = br#"{"format":2,"crc":""#;
+const SNAPSHOT_BODY: &[u8] = br#"","body":"#;
+
+/// The bytes of a snapshot file (format 2).
+pub fn encode_snapshot(file: &SnapshotFile) -> Result<Vec<u8>, String> {
+    let body = serde_json::to_vec(file).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.extend_from_slice(SNAPSHOT_HEAD);
+    out.extend_from_slice(format!("{:08x}", crc32fast::hash(&body)).as_bytes());
+    out.extend_from_slice(SNAPSHOT_BODY);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"}\n");
+    Ok(out)
+}
+
+/// Decodes a snapshot file; the flag says it was format 1 (unverified).
+pub fn decode_snapshot(path: &Path, data: &[u8]) -> Result<(SnapshotFile, bool), StoreError> {
+    let corrupt = |offset: usize, reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        line: 1 + data[..offset.min(data.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count(),
+        offset: offset as u64,
+        reason,
+    };
+    let body_at = SNAPSHOT_HEAD.len() + 8 + SNAPSHOT_BODY.len();
+    if let Some(rest) = data.strip_prefix(SNAPSHOT_HEAD) {
+        let crc = std::str::from_utf8(rest.get(..8).unwrap_or_default())
+            .ok()
+            .and_then(|c| u32::from_str_radix(c, 16).ok())
+            .filter(|_| rest.get(8..8 + SNAPSHOT_BODY.len()) == Some(SNAPSHOT_BODY))
+            .ok_or_else(|| corrupt(SNAPSHOT_HEAD.len(), "checksum field is damaged".into()))?;
+        let body = data
+            .get(body_at..)
+            .and_then(|b| b.strip_suffix(b"}\n"))
+            .ok_or_else(|| corrupt(data.len(), "file does not end with }\\n".into()))?;
+        if crc32fast::hash(body) != crc {
+            return Err(corrupt(
+                body_at,
+                format!(
+                    "checksum mismatch over bytes {body_at}..{}",
+                    body_at + body.len()
+                ),
+            ));
+        }
+        let file: SnapshotFile = serde_json::from_slice(body)
+            .map_err(|e| corrupt(body_at, format!("body does not parse: {e}")))?;
+        return Ok((file, false));
+    }
+    let v1: SnapshotV1 = serde_json::from_slice(data).map_err(|e| {
+        let offset = data
+            .split(|b| *b == b'\n')
+            .take(e.line().saturating_sub(1))
+            .map(|l| l.len() + 1)
+            .sum::<usize>()
+            + e.column();
+        corrupt(offset, e.to_string())
+    })?;
+    if v1.format != 1 {
+        return Err(corrupt(0, format!("unknown format {}", v1.format)));
+    }
+    Ok((
+        SnapshotFile {
+            next_gen: v1.next_gen,
+            seq: v1.seq,
+            state: v1.state,
+        },
+        true,
+    ))
 }
 
 /// Path of journal generation `g`.
@@ -84,9 +172,10 @@ pub struct Read {
     pub data_len: u64,
 }
 
-/// Decodes a journal. With `last` set, damage that no intact line follows
-/// is a torn tail and is cut off; otherwise any damage is corruption.
-pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
+/// Decodes a journal. With `tail_from` set, damage at or after that offset
+/// that no intact line follows is a torn tail and is cut off; any other
+/// damage is corruption.
+pub fn read(path: &Path, data: &[u8], tail_from: Option<u64>) -> Result<Read, StoreError> {
     // Zeros written ahead by the writer are not data (and a crash on some
     // filesystems leaves zeros where a write had not landed yet).
     let data = &data[..data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)];
@@ -113,7 +202,8 @@ pub fn read(path: &Path, data: &[u8], last: bool) -> Result<Read, StoreError> {
                 offset: pos as u64,
             }),
             Err(reason) => {
-                let torn = last && !any_intact(&data[next..]);
+                let torn =
+                    tail_from.is_some_and(|from| pos as u64 >= from) && !any_intact(&data[next..]);
                 if torn {
                     return Ok(Read {
                         entries,
@@ -186,7 +276,7 @@ mod tests {
     #[test]
     fn reads_back_what_it_wrote() {
         let data = journal(3);
-        let r = read(Path::new("j"), &data, false).expect("intact");
+        let r = read(Path::new("j"), &data, None).expect("intact");
         assert_eq!(r.entries.len(), 3);
         assert_eq!(r.entries[2].seq, 3);
         assert_eq!(r.entries[2].change, change(3));
@@ -197,16 +287,16 @@ mod tests {
     fn a_torn_tail_is_cut_only_in_the_last_journal() {
         let full = journal(3);
         let cut = full.len() - 5;
-        let r = read(Path::new("j"), &full[..cut], true).expect("torn tail");
+        let r = read(Path::new("j"), &full[..cut], Some(0)).expect("torn tail");
         assert_eq!(r.entries.len(), 2);
         let two = journal(2);
         assert_eq!(r.good_len, two.len() as u64);
-        assert!(read(Path::new("j"), &full[..cut], false).is_err());
+        assert!(read(Path::new("j"), &full[..cut], None).is_err());
         // Zeros after a crash on some filesystems are a torn tail too.
         let mut zeros = two.clone();
         zeros.extend_from_slice(&[0u8; 40]);
         assert_eq!(
-            read(Path::new("j"), &zeros, true)
+            read(Path::new("j"), &zeros, Some(0))
                 .expect("zeros")
                 .entries
                 .len(),
@@ -215,10 +305,52 @@ mod tests {
     }
 
     #[test]
+    fn damage_before_the_acknowledged_end_is_corruption() {
+        let full = journal(3);
+        let two = journal(2).len() as u64;
+        // Cut inside line 3: torn when only two lines were acknowledged,
+        // corruption when all three were.
+        let cut = &full[..full.len() - 5];
+        assert!(read(Path::new("j"), cut, Some(two)).is_ok());
+        match read(Path::new("j"), cut, Some(full.len() as u64)) {
+            Err(StoreError::Corrupt { line, .. }) => assert_eq!(line, 3),
+            other => panic!(
+                "expected corruption, got {:?}",
+                other.map(|r| r.entries.len())
+            ),
+        }
+    }
+
+    #[test]
+    fn snapshots_carry_a_checksum_and_stay_json() {
+        let file = SnapshotFile {
+            next_gen: 3,
+            seq: 9,
+            state: Snapshot::default(),
+        };
+        let data = encode_snapshot(&file).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&data).expect("one JSON document");
+        assert_eq!(v["body"]["seq"], 9);
+        let (back, legacy) = decode_snapshot(Path::new("s"), &data).expect("decode");
+        assert_eq!((back.next_gen, back.seq, legacy), (3, 9, false));
+        for i in 0..data.len() {
+            let mut bad = data.clone();
+            bad[i] ^= 0x04;
+            assert!(
+                decode_snapshot(Path::new("s"), &bad).is_err(),
+                "a flipped byte at {i} went unnoticed"
+            );
+        }
+        let v1 = br#"{"format":1,"next_gen":2,"seq":5,"state":{}}"#;
+        let (old, legacy) = decode_snapshot(Path::new("s"), v1).expect("format 1");
+        assert_eq!((old.next_gen, old.seq, legacy), (2, 5, true));
+    }
+
+    #[test]
     fn damage_before_an_intact_line_is_corruption() {
         let mut data = journal(3);
         data[12] ^= 1;
-        match read(Path::new("journal.0.log"), &data, true) {
+        match read(Path::new("journal.0.log"), &data, Some(0)) {
             Err(StoreError::Corrupt { line, offset, .. }) => {
                 assert_eq!(line, 1);
                 assert_eq!(offset, 0);

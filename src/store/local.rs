@@ -5,16 +5,19 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::ack::{self, AckFile, Acked};
 use super::journal::{self, SNAPSHOT, SnapshotFile};
 use super::writer::{self, Item, Queue, Shared, Writer, lock, sync_dir};
-use super::{Commit, Store, StoreError};
+use super::{Durable, Store, StoreError, Ticket};
 use crate::ipam::{Change, Frozen, State};
 
 /// A journal is folded into the snapshot once it is larger than this and
@@ -28,6 +31,15 @@ pub struct LocalStore {
     _lock: File,
 }
 
+/// What the files hold, once read and checked.
+struct Loaded {
+    state: State,
+    seq: u64,
+    gen_now: u64,
+    size: u64,
+    ack_n: u64,
+}
+
 impl LocalStore {
     /// Opens (creating if needed) the store in `dir` and loads its state.
     pub fn open(dir: &Path) -> Result<(LocalStore, State), StoreError> {
@@ -37,44 +49,35 @@ impl LocalStore {
     /// [`LocalStore::open`] with the journal size that triggers a snapshot
     /// (COMPACT_BYTES; tests make it small).
     pub fn open_with(dir: &Path, compact_min: u64) -> Result<(LocalStore, State), StoreError> {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "create directory", e))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::io(dir, "create directory", e))?;
         let lock = take_lock(dir)?;
         let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
-        let (mut state, next_gen, mut seq) = read_snapshot(dir)?;
-        let gens = journal::journal_gens(dir)?;
-        // Journals older than the snapshot were folded into it by a snapshot
-        // that stopped before deleting them.
-        writer::drop_journals(dir, 0, next_gen)?;
-        let live: Vec<u64> = gens.into_iter().filter(|g| *g >= next_gen).collect();
-        let mut gen_now = next_gen;
-        let mut size = 0;
-        for (i, g) in live.iter().enumerate() {
-            let path = journal::journal_path(dir, *g);
-            if *g != next_gen + i as u64 {
-                return Err(StoreError::Corrupt {
-                    path: journal::journal_path(dir, next_gen + i as u64),
-                    line: 0,
-                    offset: 0,
-                    reason: "journal file is missing".into(),
-                });
-            }
-            let last = i + 1 == live.len();
-            let good = replay(&path, last, &mut state, &mut seq)?;
-            gen_now = *g;
-            size = good;
-        }
-        let path = journal::journal_path(dir, gen_now);
-        let file = open_journal(&path, size)?;
+        let loaded = load(dir)?;
+        let path = journal::journal_path(dir, loaded.gen_now);
+        let file = open_journal(&path, loaded.size)?;
         sync_dir(dir)?;
+        let acked = Acked {
+            gen_: loaded.gen_now,
+            len: loaded.size,
+            seq: loaded.seq,
+        };
+        let ack = AckFile::open(dir, loaded.ack_n, acked)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
-                next_seq: seq + 1,
+                next_seq: loaded.seq + 1,
                 failed: None,
                 closing: false,
             }),
             wake: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            durable: AtomicU64::new(loaded.seq),
+            failed: AtomicBool::new(false),
             compacting: AtomicBool::new(false),
             compactor: Mutex::new(None),
             snapshot_len: AtomicU64::new(
@@ -82,15 +85,20 @@ impl LocalStore {
                     .map(|m| m.len())
                     .unwrap_or(0),
             ),
-            journal_len: AtomicU64::new(size),
+            journal_len: AtomicU64::new(loaded.size),
             compact_min,
         });
         let writer = Writer {
             shared: shared.clone(),
             file,
-            gen_now,
-            size,
-            alloc: size,
+            gen_now: loaded.gen_now,
+            size: loaded.size,
+            alloc: loaded.size,
+            seq: loaded.seq,
+            ack,
+            dirty: false,
+            prealloc_after: 0,
+            acked_at: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("gipam-journal".into())
@@ -102,33 +110,152 @@ impl LocalStore {
                 writer: Mutex::new(Some(handle)),
                 _lock: lock,
             },
-            state,
+            loaded.state,
         ))
     }
 }
 
+/// Reads the snapshot and the journals after it, checking that nothing the
+/// acknowledgement record vouches for is missing or damaged.
+fn load(dir: &Path) -> Result<Loaded, StoreError> {
+    let acked = ack::read(dir)?;
+    let (mut state, next_gen, mut seq, have_snapshot) = read_snapshot(dir)?;
+    let gens = journal::journal_gens(dir)?;
+    if acked.is_none() && (have_snapshot || !gens.is_empty()) {
+        log::info!(
+            "{}: no acknowledgement record (a state written by an older gipam); starting one",
+            dir.display()
+        );
+    }
+    let ack = acked.map(|(_, a)| a).unwrap_or_default();
+    // Journals older than the snapshot were folded into it by a snapshot
+    // that stopped before deleting them.
+    writer::drop_journals(dir, 0, next_gen)?;
+    let live: Vec<u64> = gens.into_iter().filter(|g| *g >= next_gen).collect();
+    let missing = |g: u64, why: &str| StoreError::Corrupt {
+        path: journal::journal_path(dir, g),
+        line: 0,
+        offset: 0,
+        reason: format!("journal file is missing ({why})"),
+    };
+    if have_snapshot && live.first() != Some(&next_gen) {
+        return Err(missing(next_gen, "the snapshot continues in it"));
+    }
+    if acked.is_some() && ack.gen_ >= next_gen && !live.contains(&ack.gen_) {
+        return Err(missing(ack.gen_, "the acknowledgement record names it"));
+    }
+    let mut gen_now = next_gen;
+    let mut size = 0;
+    for (i, g) in live.iter().enumerate() {
+        if *g != next_gen + i as u64 {
+            return Err(missing(next_gen + i as u64, "the journals after it go on"));
+        }
+        let path = journal::journal_path(dir, *g);
+        // Only the newest journal may end in a torn write, and only past
+        // what the record says was acknowledged.
+        let tail_from = (i + 1 == live.len()).then_some(if *g == ack.gen_ { ack.len } else { 0 });
+        let good = replay(&path, tail_from, &mut state, &mut seq)?;
+        if *g == ack.gen_ && good < ack.len {
+            return Err(StoreError::Corrupt {
+                path,
+                line: 0,
+                offset: good,
+                reason: format!(
+                    "the journal ends at byte {good}, but {} bytes of it were acknowledged",
+                    ack.len
+                ),
+            });
+        }
+        gen_now = *g;
+        size = good;
+    }
+    if seq < ack.seq {
+        return Err(StoreError::Corrupt {
+            path: journal::journal_path(dir, gen_now),
+            line: 0,
+            offset: size,
+            reason: format!(
+                "changes up to {} were acknowledged, but the state ends at change {seq}",
+                ack.seq
+            ),
+        });
+    }
+    Ok(Loaded {
+        state,
+        seq,
+        gen_now,
+        size,
+        ack_n: acked.map_or(0, |(n, _)| n + 1),
+    })
+}
+
 impl Store for LocalStore {
-    fn commit(&self, change: Change) -> Commit {
+    fn commit(&self, change: Change) -> (Ticket, Durable) {
+        let (tx, rx) = oneshot::channel();
+        let ticket = {
+            let mut q = lock(&self.shared.queue);
+            let ticket = Ticket {
+                epoch: self.shared.epoch.load(Ordering::Acquire),
+                seq: q.next_seq,
+            };
+            q.next_seq += 1;
+            if let Some(err) = refusal(&q) {
+                return (ticket, Box::pin(async move { Err(err) }));
+            }
+            q.pending.push(Item::Change(ticket.seq, change, tx));
+            ticket
+        };
+        self.shared.wake.notify_one();
+        (ticket, wait(rx))
+    }
+
+    fn barrier(&self, upto: Ticket) -> Durable {
+        if self.is_durable(upto) {
+            return Box::pin(async { Ok(()) });
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut q = lock(&self.shared.queue);
-            if let Some(why) = &q.failed {
-                let err = StoreError::Failed(why.clone());
+            let err = match refusal(&q) {
+                None if upto.epoch != self.shared.epoch.load(Ordering::Acquire) => Some(
+                    StoreError::Failed("an earlier change it depends on failed".into()),
+                ),
+                other => other,
+            };
+            if let Some(err) = err {
                 return Box::pin(async move { Err(err) });
             }
-            if q.closing {
-                let err = StoreError::Failed("gipam is shutting down".into());
-                return Box::pin(async move { Err(err) });
-            }
-            let seq = q.next_seq;
-            q.next_seq += 1;
-            q.pending.push(Item::Change(seq, change, tx));
+            q.pending.push(Item::Barrier(tx));
         }
         self.shared.wake.notify_one();
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError::Failed("journal writer stopped".into())))
-        })
+        wait(rx)
+    }
+
+    fn is_durable(&self, t: Ticket) -> bool {
+        self.shared.epoch.load(Ordering::Acquire) == t.epoch
+            && self.shared.durable.load(Ordering::Acquire) >= t.seq
+    }
+
+    fn failed(&self) -> Option<u64> {
+        self.shared
+            .failed
+            .load(Ordering::Acquire)
+            .then(|| self.shared.epoch.load(Ordering::Acquire))
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    fn resume(&self, epoch: u64) {
+        let mut q = lock(&self.shared.queue);
+        if q.failed.is_some() && self.shared.epoch.load(Ordering::Acquire) == epoch {
+            q.failed = None;
+            q.next_seq = self.shared.durable.load(Ordering::Acquire) + 1;
+            self.shared.epoch.store(epoch + 1, Ordering::Release);
+            self.shared.failed.store(false, Ordering::Release);
+            log::info!("state store accepts changes again");
+        }
     }
 
     fn wants_snapshot(&self) -> bool {
@@ -174,24 +301,36 @@ impl Store for LocalStore {
     }
 }
 
+/// Why the queue takes no change now, if it does not.
+fn refusal(q: &Queue) -> Option<StoreError> {
+    if let Some(why) = &q.failed {
+        return Some(StoreError::Failed(why.clone()));
+    }
+    q.closing
+        .then(|| StoreError::Failed("gipam is shutting down".into()))
+}
+
+fn wait(rx: oneshot::Receiver<Result<(), StoreError>>) -> Durable {
+    Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Failed("journal writer stopped".into())))
+    })
+}
+
 impl Drop for LocalStore {
     fn drop(&mut self) {
         let _ = self.close();
     }
 }
 
-/// Takes the directory's lock file so a second gipam cannot share it.
+/// Locks the state directory itself (flock on the directory), so that no
+/// path operation — deleting a file, say — can let a second gipam in. The
+/// holder's pid is written to `pid`, for the message only.
 fn take_lock(dir: &Path) -> Result<File, StoreError> {
-    let path = dir.join("lock");
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, "open", e))?;
-    if f.try_lock().is_err() {
-        let holder = fs::read_to_string(&path).unwrap_or_default();
+    let d = File::open(dir).map_err(|e| StoreError::io(dir, "open", e))?;
+    let pid_path = dir.join("pid");
+    if d.try_lock().is_err() {
+        let holder = fs::read_to_string(&pid_path).unwrap_or_default();
         let holder = match holder.trim() {
             "" => "unknown pid".to_string(),
             pid => format!("pid {pid}"),
@@ -201,44 +340,57 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
             holder,
         });
     }
-    let _ = f.set_len(0);
-    let _ = writeln!(f, "{}", std::process::id());
-    Ok(f)
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&pid_path)
+        .and_then(|mut f| writeln!(f, "{}", std::process::id()));
+    if let Err(e) = written {
+        log::debug!("cannot write {}: {e}", pid_path.display());
+    }
+    Ok(d)
 }
 
-fn read_snapshot(dir: &Path) -> Result<(State, u64, u64), StoreError> {
+/// The snapshot: (state, next journal, its change number, whether a file
+/// was there).
+fn read_snapshot(dir: &Path) -> Result<(State, u64, u64, bool), StoreError> {
     let path = dir.join(SNAPSHOT);
     let data = match fs::read(&path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((State::new(), 0, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((State::new(), 0, 0, false));
+        }
         Err(e) => return Err(StoreError::io(&path, "read", e)),
     };
-    let corrupt = |line: usize, offset: u64, reason: String| StoreError::Corrupt {
-        path: path.clone(),
-        line,
-        offset,
-        reason,
-    };
-    let file: SnapshotFile = serde_json::from_slice(&data).map_err(|e| {
-        let offset = data
-            .split(|b| *b == b'\n')
-            .take(e.line().saturating_sub(1))
-            .map(|l| l.len() as u64 + 1)
-            .sum::<u64>()
-            + e.column() as u64;
-        corrupt(e.line(), offset, e.to_string())
-    })?;
-    if file.format != 1 {
-        return Err(corrupt(1, 0, format!("unknown format {}", file.format)));
+    let (file, legacy) = journal::decode_snapshot(&path, &data)?;
+    if legacy {
+        log::warn!(
+            "{} has no checksum (written by an older gipam); the next snapshot adds one",
+            path.display()
+        );
     }
-    let state = State::from_snapshot(file.state).map_err(|e| corrupt(1, 0, e.to_string()))?;
-    Ok((state, file.next_gen, file.seq))
+    let state = State::from_snapshot(file.state).map_err(|e| StoreError::Corrupt {
+        path: path.clone(),
+        line: 1,
+        offset: 0,
+        reason: e.to_string(),
+    })?;
+    Ok((state, file.next_gen, file.seq, true))
 }
 
 /// Replays one journal into `state`; returns the length of its intact part.
-fn replay(path: &Path, last: bool, state: &mut State, seq: &mut u64) -> Result<u64, StoreError> {
+/// `tail_from`: a torn tail starting at or after this offset is dropped;
+/// `None`, any damage is corruption.
+fn replay(
+    path: &Path,
+    tail_from: Option<u64>,
+    state: &mut State,
+    seq: &mut u64,
+) -> Result<u64, StoreError> {
     let data = fs::read(path).map_err(|e| StoreError::io(path, "read", e))?;
-    let read = journal::read(path, &data, last)?;
+    let read = journal::read(path, &data, tail_from)?;
     for e in &read.entries {
         let corrupt = |reason: String| StoreError::Corrupt {
             path: path.to_path_buf(),
@@ -275,6 +427,7 @@ pub(super) fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
         .read(true)
         .write(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .map_err(|e| StoreError::io(path, "open", e))?;
     let actual = f
@@ -292,16 +445,21 @@ pub(super) fn open_journal(path: &Path, len: u64) -> Result<File, StoreError> {
 /// Folds every journal older than `upto` into a new snapshot, offline (from
 /// the files alone, not the live state); returns the snapshot's size.
 pub fn compact(dir: &Path, upto: u64) -> Result<u64, StoreError> {
-    let (mut state, next_gen, mut seq) = read_snapshot(dir)?;
+    let (mut state, next_gen, mut seq, _) = read_snapshot(dir)?;
     for g in next_gen..upto {
-        replay(&journal::journal_path(dir, g), false, &mut state, &mut seq)?;
+        replay(&journal::journal_path(dir, g), None, &mut state, &mut seq)?;
     }
     let file = SnapshotFile {
-        format: 1,
         next_gen: upto,
         seq,
         state: state.snapshot(),
     };
+    // The journal the snapshot continues in must exist before it does.
+    let next = journal::journal_path(dir, upto);
+    if !next.exists() {
+        open_journal(&next, 0).map(drop)?;
+        sync_dir(dir)?;
+    }
     let len = writer::write_snapshot_file(dir, &file)?;
     writer::drop_journals(dir, next_gen, upto)?;
     Ok(len)

@@ -1,11 +1,18 @@
 //! Where the state lives between restarts.
 //!
 //! A [`Store`] takes each planned [`Change`] in order and says when it is
-//! durable; the service replies to Docker only after that. The local store
-//! ([`local::LocalStore`]) appends to an fsync'd journal with group commit;
-//! an etcd store can implement the same trait by making each change one
-//! compare-and-swap transaction and failing the future on a conflict.
+//! durable; the service replies to Docker only after that. The contract is
+//! "accept or refuse this change": the service applies a change to the live
+//! state tentatively, under its lock, and takes it back (in reverse order,
+//! with every later change of the same [`Ticket::epoch`]) when the store
+//! refuses it — so a failed change leaves nothing behind, and the next
+//! request finds the state as the disk (or etcd) has it.
+//!
+//! The local store ([`local::LocalStore`]) appends to an fsync'd journal with
+//! group commit; an etcd store implements the same trait by making each
+//! change one compare-and-swap transaction and failing it on a conflict.
 
+mod ack;
 mod journal;
 pub mod local;
 mod writer;
@@ -20,14 +27,43 @@ use crate::ipam::{Change, Frozen};
 pub use local::LocalStore;
 
 /// Resolves once a committed change is durable (or failed to become so).
-pub type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
-/// Durable storage of changes.
+/// Where one committed change stands in the store's order. Sequence numbers
+/// are consecutive within an epoch; an epoch ends when a write fails (every
+/// change of it not yet durable fails with it) and the next begins when the
+/// service has taken those changes back ([`Store::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// Durable storage of changes. Every method is called under the service's
+/// lock, so the store sees changes in the order they were applied.
 pub trait Store: Send + Sync {
-    /// Orders `change` after every change committed before this call (so
-    /// callers commit while they still hold the lock they planned under) and
-    /// returns a future that resolves when it is durable.
-    fn commit(&self, change: Change) -> Commit;
+    /// Orders `change` after every change committed before this call and
+    /// returns its ticket and a future that resolves when it is durable. A
+    /// store that has failed refuses it at once (the future fails).
+    fn commit(&self, change: Change) -> (Ticket, Durable);
+
+    /// Resolves when every change up to `upto` is durable; fails when one
+    /// of them failed.
+    fn barrier(&self, upto: Ticket) -> Durable;
+
+    /// Whether the change with this ticket is durable.
+    fn is_durable(&self, ticket: Ticket) -> bool;
+
+    /// The epoch whose writes failed, while the store refuses changes. Its
+    /// changes up to [`Store::durable_seq`] are durable; the rest failed.
+    fn failed(&self) -> Option<u64>;
+
+    /// The highest durable sequence number of the current epoch.
+    fn durable_seq(&self) -> u64;
+
+    /// Accepts changes again after the failure of `epoch`; the caller has
+    /// taken back every change of it that was not durable.
+    fn resume(&self, epoch: u64);
 
     /// Makes everything committed so far durable and stops the store.
     fn close(&self) -> Result<(), StoreError>;
@@ -39,8 +75,8 @@ pub trait Store: Send + Sync {
     }
 
     /// Takes a copy of the state holding exactly the changes committed so
-    /// far ([`crate::ipam::State::freeze`]): call it under the same lock as
-    /// [`Store::commit`].
+    /// far ([`crate::ipam::State::freeze`]). The store must drop it if any
+    /// of those changes fails.
     fn snapshot(&self, _state: Frozen) {}
 }
 
@@ -62,7 +98,8 @@ pub enum StoreError {
     },
     /// Another gipam holds the state directory.
     Locked { path: PathBuf, holder: String },
-    /// An earlier write failed; the store refuses further changes.
+    /// The change could not be made durable (a write failed, or the store
+    /// is shutting down); nothing of it is kept.
     Failed(String),
 }
 
@@ -99,7 +136,7 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Failed(why) => write!(
                 f,
-                "state store stopped accepting changes after a write error ({why}); fix the disk and restart gipam"
+                "the change was not made: the state store could not write it ({why}); gipam tries again with the next request once the cause is fixed"
             ),
         }
     }

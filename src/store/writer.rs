@@ -3,24 +3,33 @@
 //! waiter (group commit), so the cost of a change does not depend on the
 //! size of the state.
 //!
+//! A write that fails (ENOSPC, EIO, …) fails every change not yet durable
+//! and puts the store in the failed state until the service has taken those
+//! changes back (`Store::resume`). The bytes the failed write may have left
+//! past the durable end are cut off at once and again before the next
+//! write, so a change reported as failed is never replayed by a later start.
+//! Nothing else is fatal: zeros written ahead are best effort (gipam works
+//! on a nearly full disk), and a snapshot that cannot be taken (EMFILE) is
+//! skipped and tried again later.
+//!
 //! When the journal has outgrown the snapshot, the service hands the store
-//! a copy of the live state (taken under the allocator lock, so it holds
-//! exactly the changes queued before it). The writer finishes the journal
-//! at that point, starts the next one, and a background thread writes the
-//! copy as the new snapshot and deletes the journals it covers — no
-//! re-reading of files, so compaction costs little CPU.
+//! a copy of the live state (taken under its lock, so it holds exactly the
+//! changes queued before it). The writer finishes the journal at that point,
+//! starts the next one, and a background thread writes the copy as the new
+//! snapshot and deletes the journals it covers.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::ack::{ACK_EVERY, AckFile, Acked};
 use super::journal::{self, SNAPSHOT, SnapshotFile};
 use crate::ipam::{Change, Frozen};
 
@@ -33,6 +42,8 @@ pub type Waiter = oneshot::Sender<Result<(), StoreError>>;
 pub enum Item {
     /// Append change `seq`.
     Change(u64, Change, Waiter),
+    /// Answer once everything queued before is durable.
+    Barrier(Waiter),
     /// Start a new journal here; the state is as of change `seq`.
     Snapshot(u64, Box<Frozen>),
 }
@@ -40,6 +51,7 @@ pub enum Item {
 pub struct Queue {
     pub pending: Vec<Item>,
     pub next_seq: u64,
+    /// Why the last write failed, until the service resumes the store.
     pub failed: Option<String>,
     pub closing: bool,
 }
@@ -49,6 +61,12 @@ pub struct Shared {
     pub dir: PathBuf,
     pub queue: Mutex<Queue>,
     pub wake: Condvar,
+    /// The current epoch (see `Ticket`).
+    pub epoch: AtomicU64,
+    /// The highest durable sequence number.
+    pub durable: AtomicU64,
+    /// Mirrors `Queue::failed.is_some()` for a lock-free check.
+    pub failed: AtomicBool,
     /// A snapshot is queued or being written.
     pub compacting: AtomicBool,
     pub compactor: Mutex<Option<JoinHandle<()>>>,
@@ -87,10 +105,19 @@ pub struct Writer {
     pub shared: Arc<Shared>,
     pub file: File,
     pub gen_now: u64,
-    /// End of the data in the current journal.
+    /// End of the durable data in the current journal.
     pub size: u64,
     /// Length of the file: data plus zeros written ahead (see `extend`).
     pub alloc: u64,
+    /// The last durable sequence number.
+    pub seq: u64,
+    pub ack: AckFile,
+    /// A failed write may have left bytes past `size`.
+    pub dirty: bool,
+    /// No zeros are written ahead before the data reaches this (after the
+    /// disk ran out of room for them).
+    pub prealloc_after: u64,
+    pub acked_at: Instant,
 }
 
 impl Writer {
@@ -100,119 +127,248 @@ impl Writer {
             let batch = {
                 let mut q = lock(&self.shared.queue);
                 while q.pending.is_empty() && !q.closing {
+                    if self.ack_behind() {
+                        drop(q);
+                        self.write_ack();
+                        q = lock(&self.shared.queue);
+                        continue;
+                    }
                     q = self.shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
                 if q.pending.is_empty() {
+                    drop(q);
+                    self.finish();
                     return;
                 }
                 std::mem::take(&mut q.pending)
             };
-            let mut waiters = Vec::with_capacity(batch.len());
-            let mut result = Ok(());
-            buf.clear();
-            for item in batch {
-                match item {
-                    Item::Change(seq, change, w) => {
-                        journal::encode(&mut buf, seq, &change);
-                        waiters.push(w);
-                    }
-                    Item::Snapshot(seq, state) if result.is_ok() => {
-                        result = self.flush(&mut buf).and_then(|_| self.rotate(seq, state));
-                    }
-                    Item::Snapshot(..) => {}
-                }
-            }
-            if result.is_ok() {
-                result = self.flush(&mut buf);
-            }
-            match result {
-                Ok(()) => {
-                    for w in waiters {
-                        let _ = w.send(Ok(()));
-                    }
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    self.fail(e.to_string(), waiters);
-                    return;
-                }
+            self.process(batch, &mut buf);
+            if self.ack_behind() && self.acked_at.elapsed() >= ACK_EVERY {
+                self.write_ack();
             }
         }
     }
 
-    /// Appends `buf` and makes it durable.
-    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let path = journal::journal_path(&self.shared.dir, self.gen_now);
-        self.extend(buf.len() as u64)
-            .and_then(|_| self.file.write_all_at(buf, self.size))
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::io(&path, "append to", e))?;
-        self.size += buf.len() as u64;
-        self.shared.journal_len.store(self.size, Ordering::Release);
+    fn process(&mut self, batch: Vec<Item>, buf: &mut Vec<u8>) {
+        let mut waiters = Vec::with_capacity(batch.len());
+        let mut last = self.seq;
+        let mut result = Ok(());
         buf.clear();
+        for item in batch {
+            match item {
+                Item::Change(seq, change, w) => {
+                    journal::encode(buf, seq, &change);
+                    waiters.push(w);
+                    last = seq;
+                }
+                Item::Barrier(w) => waiters.push(w),
+                Item::Snapshot(seq, state) if result.is_ok() => {
+                    result = self.flush(buf, last, &mut waiters);
+                    if result.is_ok() {
+                        self.rotate(seq, state);
+                    } else {
+                        self.shared.compacting.store(false, Ordering::Release);
+                    }
+                }
+                Item::Snapshot(..) => self.shared.compacting.store(false, Ordering::Release),
+            }
+        }
+        if result.is_ok() {
+            result = self.flush(buf, last, &mut waiters);
+        }
+        if let Err(e) = result {
+            log::error!("{e}");
+            self.fail(e.to_string(), waiters);
+        }
+    }
+
+    /// Appends `buf`, makes it durable and answers `waiters`.
+    fn flush(
+        &mut self,
+        buf: &mut Vec<u8>,
+        last: u64,
+        waiters: &mut Vec<Waiter>,
+    ) -> Result<(), StoreError> {
+        if !buf.is_empty() {
+            if self.dirty {
+                self.scrub()?;
+            }
+            let path = journal::journal_path(&self.shared.dir, self.gen_now);
+            self.extend(buf.len() as u64);
+            self.dirty = true;
+            self.file
+                .write_all_at(buf, self.size)
+                .and_then(|_| self.file.sync_data())
+                .map_err(|e| StoreError::io(&path, "append to", e))?;
+            self.dirty = false;
+            self.size += buf.len() as u64;
+            self.alloc = self.alloc.max(self.size);
+            self.seq = last;
+            self.shared.journal_len.store(self.size, Ordering::Release);
+            self.shared.durable.store(last, Ordering::Release);
+            buf.clear();
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
         Ok(())
     }
 
-    /// Stops accepting changes and fails everything waiting.
-    fn fail(&self, why: String, waiters: Vec<Waiter>) {
+    /// Fails `waiters` and everything queued, and refuses changes until the
+    /// service resumes the store.
+    fn fail(&mut self, why: String, waiters: Vec<Waiter>) {
+        if let Err(e) = self.scrub() {
+            log::error!("{e}; trying again before the next write");
+        }
         let rest = {
             let mut q = lock(&self.shared.queue);
             q.failed = Some(why.clone());
+            self.shared.failed.store(true, Ordering::Release);
             std::mem::take(&mut q.pending)
         };
         let rest = rest.into_iter().filter_map(|i| match i {
-            Item::Change(_, _, w) => Some(w),
-            Item::Snapshot(..) => None,
+            Item::Change(_, _, w) | Item::Barrier(w) => Some(w),
+            Item::Snapshot(..) => {
+                self.shared.compacting.store(false, Ordering::Release);
+                None
+            }
         });
-        for w in waiters.into_iter().chain(rest) {
+        for w in waiters.into_iter().chain(rest.collect::<Vec<_>>()) {
             let _ = w.send(Err(StoreError::Failed(why.clone())));
         }
     }
 
-    /// Makes sure `more` bytes past the data land inside the file by
-    /// writing zeros ahead, a few MiB at a time. An fdatasync after an
-    /// overwrite inside the file need not journal a new file size, which
-    /// makes the common commit cheaper. Readers ignore the zero tail.
-    fn extend(&mut self, more: u64) -> std::io::Result<()> {
-        if self.size + more <= self.alloc {
-            return Ok(());
+    /// Cuts whatever a failed write left past the durable end. Reopens the
+    /// file when the old descriptor is dead (a file system remounted after
+    /// an I/O error).
+    fn scrub(&mut self) -> Result<(), StoreError> {
+        let path = journal::journal_path(&self.shared.dir, self.gen_now);
+        let cut = |f: &File| f.set_len(self.size).and_then(|_| f.sync_all());
+        if cut(&self.file).is_err() {
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, "reopen", e))?;
+            let len = f
+                .metadata()
+                .map_err(|e| StoreError::io(&path, "stat", e))?
+                .len();
+            if len < self.size {
+                return Err(StoreError::Corrupt {
+                    path,
+                    line: 0,
+                    offset: len,
+                    reason: format!(
+                        "the journal lost acknowledged data ({len} of {} bytes left); restart gipam to check the state",
+                        self.size
+                    ),
+                });
+            }
+            cut(&f).map_err(|e| StoreError::io(&path, "truncate", e))?;
+            self.file = f;
+        }
+        self.alloc = self.size;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Writes zeros a few MiB ahead of the data, when the disk has room: an
+    /// fdatasync after an overwrite inside the file need not journal a new
+    /// file size, which makes the common commit cheaper. Readers ignore the
+    /// zero tail; a clean stop cuts it.
+    fn extend(&mut self, more: u64) {
+        if self.size + more <= self.alloc || self.size < self.prealloc_after {
+            return;
         }
         let target = self.size + more + PREALLOC_BYTES;
         let zeros = vec![0u8; 64 << 10];
         while self.alloc < target {
             let n = (target - self.alloc).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], self.alloc)?;
+            if let Err(e) = self.file.write_all_at(&zeros[..n], self.alloc) {
+                log::debug!("no room to write zeros ahead of the journal: {e}");
+                // Give the room back to the data itself.
+                if self.file.set_len(self.size).is_ok() {
+                    self.alloc = self.size;
+                }
+                self.prealloc_after = self.size + PREALLOC_BYTES;
+                return;
+            }
             self.alloc += n as u64;
         }
-        Ok(())
+    }
+
+    fn ack_behind(&self) -> bool {
+        self.ack.last != self.acked_now()
+    }
+
+    fn acked_now(&self) -> Acked {
+        Acked {
+            gen_: self.gen_now,
+            len: self.size,
+            seq: self.seq,
+        }
+    }
+
+    /// Rewrites the acknowledgement record (a failure only delays it).
+    fn write_ack(&mut self) {
+        let now = self.acked_now();
+        if let Err(e) = self.ack.write(now) {
+            log::warn!("{e}");
+        }
+        self.acked_at = Instant::now();
+    }
+
+    /// On a clean stop: cut the zero tail and record the end.
+    fn finish(&mut self) {
+        let path = journal::journal_path(&self.shared.dir, self.gen_now);
+        if let Err(e) = self
+            .file
+            .set_len(self.size)
+            .and_then(|_| self.file.sync_all())
+        {
+            log::warn!("cannot cut the zero tail of {}: {e}", path.display());
+        }
+        let now = self.acked_now();
+        if let Err(e) = self.ack.write(now) {
+            log::warn!("{e}");
+        }
     }
 
     /// Finishes the current journal, starts the next, and writes `state`
-    /// (as of change `seq`) as the snapshot in the background.
-    fn rotate(&mut self, seq: u64, state: Box<Frozen>) -> Result<(), StoreError> {
+    /// (as of change `seq`) as the snapshot in the background. Any failure
+    /// leaves the current journal in use and is tried again later.
+    fn rotate(&mut self, seq: u64, state: Box<Frozen>) {
+        if let Err(e) = self.try_rotate(seq, state) {
+            log::warn!("snapshot skipped, the journal stays valid: {e}");
+            self.shared.compacting.store(false, Ordering::Release);
+        }
+    }
+
+    fn try_rotate(&mut self, seq: u64, state: Box<Frozen>) -> Result<(), StoreError> {
         // The finished journal loses its zero tail before anything follows it.
         let old = journal::journal_path(&self.shared.dir, self.gen_now);
         self.file
             .set_len(self.size)
-            .and_then(|_| self.file.sync_all())
             .map_err(|e| StoreError::io(&old, "truncate", e))?;
+        self.alloc = self.size;
+        self.file
+            .sync_all()
+            .map_err(|e| StoreError::io(&old, "sync", e))?;
         let next = self.gen_now + 1;
         let path = journal::journal_path(&self.shared.dir, next);
-        self.file = super::local::open_journal(&path, 0)?;
-        sync_dir(&self.shared.dir)?;
-        self.gen_now = next;
-        self.size = 0;
-        self.alloc = 0;
-        self.shared.journal_len.store(0, Ordering::Release);
+        let file = super::local::open_journal(&path, 0)?;
+        if let Err(e) = sync_dir(&self.shared.dir) {
+            // Without a durable entry the new journal could vanish with
+            // what it holds; go on with the old one.
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         let shared = self.shared.clone();
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("gipam-snapshot".into())
             .spawn(move || {
                 let file = SnapshotFile {
-                    format: 1,
                     next_gen: next,
                     seq,
                     state: state.snapshot(),
@@ -228,8 +384,21 @@ impl Writer {
                     Err(e) => log::error!("snapshot failed (the journal stays valid): {e}"),
                 }
                 shared.compacting.store(false, Ordering::Release);
-            })
-            .map_err(|e| StoreError::io(&self.shared.dir, "start snapshot in", e))?;
+            });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                let _ = sync_dir(&self.shared.dir);
+                return Err(StoreError::io(&self.shared.dir, "start snapshot in", e));
+            }
+        };
+        self.file = file;
+        self.gen_now = next;
+        self.size = 0;
+        self.alloc = 0;
+        self.prealloc_after = 0;
+        self.shared.journal_len.store(0, Ordering::Release);
         let previous = self
             .shared
             .compactor
@@ -246,17 +415,25 @@ impl Writer {
 /// Writes `file` as the snapshot (temporary file, fsync, rename, fsync the
 /// directory); returns its size.
 pub fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<u64, StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!("{SNAPSHOT}.tmp"));
-    let data = serde_json::to_vec(file).map_err(|e| StoreError::Failed(e.to_string()))?;
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, "create", e))?;
-    f.write_all(&data)
-        .and_then(|_| f.write_all(b"\n"))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, "write", e))?;
+    let data = journal::encode_snapshot(file).map_err(StoreError::Failed)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| StoreError::io(&tmp, "create", e))?;
+    if let Err(e) = f.write_all(&data).and_then(|_| f.sync_all()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io(&tmp, "write", e));
+    }
     let path = dir.join(SNAPSHOT);
     fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, "replace", e))?;
     sync_dir(dir)?;
-    Ok(data.len() as u64 + 1)
+    Ok(data.len() as u64)
 }
 
 /// Deletes the journals of generations `from..upto` that exist.
