@@ -87,6 +87,7 @@ impl LocalStore {
             ),
             journal_len: AtomicU64::new(loaded.size),
             compact_min,
+            retry_at: AtomicU64::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),

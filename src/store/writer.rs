@@ -76,6 +76,9 @@ pub struct Shared {
     pub journal_len: AtomicU64,
     /// A journal smaller than this is never folded.
     pub compact_min: u64,
+    /// After a snapshot could not be taken: no new try before the journal
+    /// reaches this size (each try copies the whole state).
+    pub retry_at: AtomicU64,
 }
 
 impl Shared {
@@ -84,8 +87,10 @@ impl Shared {
         let threshold = self
             .compact_min
             .max(self.snapshot_len.load(Ordering::Acquire));
+        let len = self.journal_len.load(Ordering::Acquire);
         !self.compacting.load(Ordering::Acquire)
-            && self.journal_len.load(Ordering::Acquire) >= threshold
+            && len >= threshold
+            && len >= self.retry_at.load(Ordering::Acquire)
     }
 }
 
@@ -339,9 +344,14 @@ impl Writer {
     /// (as of change `seq`) as the snapshot in the background. Any failure
     /// leaves the current journal in use and is tried again later.
     fn rotate(&mut self, seq: u64, state: Box<Frozen>) {
-        if let Err(e) = self.try_rotate(seq, state) {
-            log::warn!("snapshot skipped, the journal stays valid: {e}");
-            self.shared.compacting.store(false, Ordering::Release);
+        match self.try_rotate(seq, state) {
+            Ok(()) => self.shared.retry_at.store(0, Ordering::Release),
+            Err(e) => {
+                log::warn!("snapshot skipped, the journal stays valid: {e}");
+                let next = self.size + self.shared.compact_min;
+                self.shared.retry_at.store(next, Ordering::Release);
+                self.shared.compacting.store(false, Ordering::Release);
+            }
         }
     }
 

@@ -45,6 +45,24 @@ impl Client {
         self.read_response()
     }
 
+    /// Sends `method` with a JSON body the way dockerd does, without
+    /// waiting for the reply (read it with [`Client::receive`]).
+    pub fn send(&mut self, method: &str, body: &Value) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec(body).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        let head = format!(
+            "POST /{method} HTTP/1.1\r\nHost: plugin.moby.localhost\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        );
+        self.writer.write_all(head.as_bytes())?;
+        self.writer.write_all(&bytes)
+    }
+
+    /// Reads the reply to a [`Client::send`]: (status, body).
+    pub fn receive(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        self.read_response()
+    }
+
     fn read_response(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
         let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
         let mut line = String::new();
@@ -216,5 +234,63 @@ impl Rng {
     /// One of `items` (which must not be empty).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
+    }
+}
+
+impl Daemon {
+    /// Starts gipam with its state in `state` (a directory the test made
+    /// elsewhere: a small tmpfs, a loop-mounted image) and extra args.
+    pub fn start_with_state(state: PathBuf, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("gipam.sock");
+        let mut d = Daemon {
+            socket,
+            state,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            dir,
+            child: None,
+        };
+        d.spawn().expect("gipam starts");
+        d
+    }
+}
+
+/// A file system mounted for one test, unmounted (and its loop device let
+/// go) on Drop, also when the test fails.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mount {
+    /// `mount ARGS… DIR` on a new temporary directory; the tests run as
+    /// root (CI and the developers' machines do), and say so when not.
+    pub fn new(args: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().expect("mount point");
+        let out = Command::new("mount")
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount {args:?} failed (these fault tests need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // Lazy: a process that still has files open there does not keep
+        // the mount (and its loop device) alive.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
