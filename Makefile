@@ -6,6 +6,7 @@
 #                  /run/docker/plugins/gipam.sock (state in /var/lib/gipam)
 #   make test      install/start what the tests need, run the whole suite
 #   make bench     print the benchmark figures (see BENCHMARKS.md)
+#   make soak      100 kill -9s under load, then lost/duplicate counts
 
 PLUGIN_NAME ?= org/gipam
 TAG         ?= latest
@@ -13,7 +14,7 @@ TARGET      ?= x86_64-unknown-linux-musl
 CARGO       ?= cargo
 BIN          = target/$(TARGET)/release/gipam
 
-.PHONY: all build run test lint bench plugin plugin-docker create enable disable remove push install clean
+.PHONY: all build run test lint bench soak plugin plugin-docker create enable disable remove push install clean
 
 all: build
 
@@ -48,6 +49,11 @@ lint:
 
 bench:
 	$(CARGO) bench --locked --bench protocol
+
+## kill -9 at random points under an 8-client storm, SOAK_KILLS times
+## (default 100); prints kills, acknowledged operations, lost, duplicates.
+soak:
+	SOAK_KILLS=$${SOAK_KILLS:-100} $(CARGO) test --release --locked --test crash -- --ignored --nocapture soak
 
 ## plugin/: config.json plus a rootfs holding the binary and the socket dir.
 plugin: build
