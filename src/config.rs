@@ -268,9 +268,9 @@ fn parent_dir(file: &str) -> String {
 fn pools(name: &str, text: &str, family: Family) -> Result<Vec<IpNet>, String> {
     let mut out: Vec<IpNet> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let net: IpNet = item.parse().map_err(|_| {
+        let net = crate::ipam::parse_net(item).map_err(|why| {
             format!(
-                "{name}={text}: {item:?} is not a CIDR such as {}",
+                "{name}={text}: {item:?} is not a CIDR such as {}: {why}",
                 example(family)
             )
         })?;

@@ -1,5 +1,6 @@
 //! The error every request path returns. It becomes an HTTP reply in
-//! exactly one place (`api::reply`).
+//! exactly one place (`api::reply`). Client text in a message is always
+//! cut to a short prefix ([`ipam::quote`]).
 
 use std::fmt;
 
@@ -45,9 +46,14 @@ impl fmt::Display for Error {
             ),
             Error::NotFound(p) => write!(
                 f,
-                "endpoint {p} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases"
+                "endpoint {} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases",
+                ipam::quote(p)
             ),
-            Error::Method(m) => write!(f, "method {m} is not allowed; plugin calls are POST"),
+            Error::Method(m) => write!(
+                f,
+                "method {} is not allowed; plugin calls are POST",
+                ipam::quote(m)
+            ),
             Error::Ipam(e) => e.fmt(f),
             Error::Store(e) => e.fmt(f),
         }

@@ -44,7 +44,10 @@ pub fn routes(
         .recover(|r: warp::Rejection| async move {
             // The filters above accept every request; this is a safety net
             // so that even a surprise rejection answers in the wire format.
-            let e = Error::BadRequest(format!("request could not be handled: {r:?}"));
+            let e = Error::BadRequest(format!(
+                "request could not be handled: {}",
+                crate::ipam::quote(&format!("{r:?}"))
+            ));
             Ok::<_, std::convert::Infallible>(reply("", Err(e)))
         })
         .unify()
@@ -124,7 +127,14 @@ fn reply(path: &str, result: Result<Response, Error>) -> Response {
         Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
         Error::Ipam(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    log::warn!("{path}: {err}");
+    // The path is the client's text too: shown as is only when it is short
+    // and plain.
+    let plain = path.len() <= crate::ipam::QUOTE_MAX && path.bytes().all(|b| b.is_ascii_graphic());
+    if plain {
+        log::warn!("{path}: {err}");
+    } else {
+        log::warn!("{}: {err}", crate::ipam::quote(path));
+    }
     let body = warp::reply::json(&wire::ErrorResponse {
         err: err.to_string(),
     });
