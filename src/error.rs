@@ -14,6 +14,8 @@ pub enum Error {
     BadRequest(String),
     /// The body was larger than we accept (HTTP 413).
     TooLarge(usize),
+    /// The body did not arrive in time (HTTP 408).
+    Timeout(std::time::Duration),
     /// No such endpoint (HTTP 404).
     NotFound(String),
     /// Not a POST (HTTP 405).
@@ -43,6 +45,10 @@ impl fmt::Display for Error {
             Error::TooLarge(limit) => write!(
                 f,
                 "request body is larger than {limit} bytes; IPAM requests are small JSON objects"
+            ),
+            Error::Timeout(t) => write!(
+                f,
+                "request body did not arrive within {t:?} (CLIENT_TIMEOUT); send the whole request at once"
             ),
             Error::NotFound(p) => write!(
                 f,
