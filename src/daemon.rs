@@ -14,25 +14,37 @@ use crate::ipam::{Change, Ipam};
 use crate::service::Service;
 use crate::store::{LocalStore, Store};
 
-/// Resolves on SIGTERM (what Docker sends a plugin), SIGINT, SIGHUP or
-/// SIGQUIT: each stops gipam cleanly (socket removed, state durable) rather
-/// than killing it with a stale socket left behind.
-pub async fn signals() {
+/// Installs handlers for SIGTERM (what Docker sends a plugin), SIGINT,
+/// SIGHUP and SIGQUIT, and resolves when one arrives: each stops gipam
+/// cleanly (socket removed, state durable) rather than killing it with a
+/// stale socket left behind. Call it inside the runtime, before start-up
+/// work: a signal that arrives while the store opens is kept, and the
+/// server stops as soon as it starts.
+pub fn signals() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::quit()),
-    ) else {
-        log::error!("cannot install signal handlers; stop gipam with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: shutting down"),
-        _ = int.recv() => log::info!("SIGINT: shutting down"),
-        _ = hup.recv() => log::info!("SIGHUP: shutting down"),
-        _ = quit.recv() => log::info!("SIGQUIT: shutting down"),
+    let kinds = [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ];
+    let installed: std::io::Result<Vec<_>> = kinds
+        .into_iter()
+        .map(|(kind, name)| signal(kind).map(|s| (s, name)))
+        .collect();
+    async move {
+        let Ok(mut streams) = installed else {
+            log::error!("cannot install signal handlers; stop gipam with SIGKILL");
+            return std::future::pending().await;
+        };
+        let arrivals = streams.iter_mut().map(|(s, name)| {
+            Box::pin(async move {
+                s.recv().await;
+                *name
+            })
+        });
+        let (name, _, _) = futures_util::future::select_all(arrivals).await;
+        log::info!("{name}: shutting down");
     }
 }
 

@@ -21,7 +21,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,7 +99,6 @@ fn spec_content(addr: SocketAddr) -> String {
 }
 
 fn kind(m: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
     let t = m.file_type();
     if t.is_file() {
         "a regular file"
@@ -139,7 +138,7 @@ fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, Owned), String> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot inspect SOCKET {}: {e}", path.display())),
-        Ok(m) if kind(&m) == "a socket" => {
+        Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(format!(
                     "socket {} is in use by another process; stop it or set SOCKET",
