@@ -120,6 +120,34 @@ fn a_client_that_never_reads_its_replies_is_dropped() {
     );
 }
 
+/// The read-buffer cap (16 KiB) bounds what a client sends, not what gipam
+/// answers: a listing far larger than it arrives whole.
+#[test]
+fn a_reply_larger_than_the_read_buffer_arrives_whole() {
+    let d = impatient(&[]);
+    let mut c = d.client();
+    let (s, v) = call(
+        &mut c,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace":"LocalDefault","Pool":"10.77.0.0/22","SubPool":"","Options":{},"V6":false}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let id = v["PoolID"].as_str().expect("PoolID").to_string();
+    for _ in 0..600 {
+        let body = json!({"PoolID":id,"Address":"","Options":{"com.docker.network.endpoint.name":"a-container-name-of-some-length"}});
+        assert_eq!(call(&mut c, "IpamDriver.RequestAddress", body).0, 200);
+    }
+    let (s, raw) = c.raw("POST", "/Gipam.Leases", b"").expect("leases");
+    assert_eq!(s, 200);
+    assert!(
+        raw.len() > 4 * gipam::api::server::MAX_BUF,
+        "{} bytes",
+        raw.len()
+    );
+    let v: Value = serde_json::from_slice(&raw).expect("whole JSON");
+    assert_eq!(v["Leases"].as_array().map(Vec::len), Some(600));
+}
+
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())

@@ -37,6 +37,27 @@ fn the_socket_is_private_under_umask_000() {
 }
 
 #[test]
+fn the_spec_file_and_its_directory_are_not_writable_by_others_under_umask_000() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = dir.path().join("plugins/gipam.spec");
+    let mut g = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_gipam"))
+        .args(["--address", "127.0.0.1:0", "--spec-file"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start gipam");
+    wait_for_spec(&spec, "", &mut g);
+    assert_eq!(mode(&spec), 0o644, "spec file");
+    assert_eq!(mode(&dir.path().join("plugins")), 0o755, "its directory");
+    assert!(term(&mut g).status.success());
+}
+
+#[test]
 fn a_socket_path_that_is_not_a_socket_is_left_alone() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("precious.txt");
