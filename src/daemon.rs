@@ -65,6 +65,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // A SOCKET or SPEC_FILE gipam may not replace stops the start before
+    // the state is touched.
+    crate::listen::preflight(&config.listen)?;
     let dir = config.state_dir.clone();
     let compact = config.compact_bytes;
     let (store, state) = tokio::task::spawn_blocking(move || LocalStore::open_with(&dir, compact))

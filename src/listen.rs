@@ -133,8 +133,18 @@ fn make_parent(path: &Path, setting: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, Owned), String> {
-    let dir = make_parent(path, "SOCKET")?;
+/// Checks, without changing anything, that `listen` can be bound under the
+/// ownership rules; the daemon calls it before it opens the state, so a
+/// refused start touches nothing. [`bind`] checks again.
+pub fn preflight(listen: &Listen) -> Result<(), String> {
+    match listen {
+        Listen::Unix(path) => check_socket_path(path),
+        Listen::Tcp { spec_file, .. } => check_spec_file(spec_file),
+    }
+}
+
+/// Refuses a SOCKET path that is live or is not a socket.
+fn check_socket_path(path: &Path) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot inspect SOCKET {}: {e}", path.display())),
@@ -145,7 +155,7 @@ fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, Owned), String> {
                     path.display()
                 ));
             }
-            // Stale: the rename below replaces it in one step.
+            // Stale: bind_unix's rename replaces it in one step.
         }
         Ok(m) => {
             return Err(format!(
@@ -155,6 +165,12 @@ fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, Owned), String> {
             ));
         }
     }
+    Ok(())
+}
+
+fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, Owned), String> {
+    let dir = make_parent(path, "SOCKET")?;
+    check_socket_path(path)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

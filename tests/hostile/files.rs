@@ -85,6 +85,7 @@ fn a_socket_path_that_is_not_a_socket_is_left_alone() {
             "{line}"
         );
         assert!(line.contains("set SOCKET"), "{line}");
+        assert!(!state.exists(), "a refused start touched the state");
     }
     assert_eq!(std::fs::read_to_string(&file).expect("file"), "keep me\n");
     assert_eq!(
@@ -185,6 +186,10 @@ fn a_spec_file_gipam_did_not_write_is_left_alone() {
         assert!(line.contains(why), "{content:?}: {line}");
         assert!(line.contains("SPEC_FILE"), "{line}");
         assert_eq!(std::fs::read_to_string(&spec).expect("spec"), content);
+        assert!(
+            !dir.path().join("state").exists(),
+            "a refused start touched the state"
+        );
     }
     drop(live);
 }
