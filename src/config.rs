@@ -4,14 +4,18 @@
 //! passed in (args and an env iterator), so tests never touch the process
 //! environment.
 
+mod values;
+
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, Command};
 use ipnet::IpNet;
 
+use crate::api::server::Limits;
 use crate::ipam::{Family, Settings};
+use values::*;
 
 /// The IPv4 pool used when V4 is not set: Docker's local defaults start at
 /// 172.17.0.0/16 (plus 192.168.0.0/16 and, for swarm, 10.0.0.0/8), Podman's
@@ -89,7 +93,28 @@ const SETTINGS: &[Setting] = &[
         aliases: &[],
         flag: "spec-file",
         default: "/etc/docker/plugins/gipam.spec",
-        help: "plugin spec file written when ADDRESS is set",
+        help: "plugin spec file written when ADDRESS is set; an existing one is replaced only if it is a stale one of gipam's",
+    },
+    Setting {
+        env: "ALLOW_REMOTE",
+        aliases: &[],
+        flag: "allow-remote",
+        default: "false",
+        help: "allow ADDRESS on a non-loopback address: gipam has no authentication, so every host that reaches it can allocate, release and list addresses",
+    },
+    Setting {
+        env: "MAX_CONNECTIONS",
+        aliases: &[],
+        flag: "max-connections",
+        default: "256",
+        help: "most client connections open at once; more are closed as soon as they are accepted",
+    },
+    Setting {
+        env: "CLIENT_TIMEOUT",
+        aliases: &[],
+        flag: "client-timeout",
+        default: "5",
+        help: "seconds a client may take to send a request's headers or its body, or to read a reply; also how long an idle connection stays open",
     },
     Setting {
         env: "COMPACT_BYTES",
@@ -126,6 +151,8 @@ pub struct Config {
     /// Journal size that triggers a snapshot (the snapshot's own size
     /// raises it).
     pub compact_bytes: u64,
+    /// What one client may hold and for how long.
+    pub limits: Limits,
     pub log: String,
 }
 
@@ -229,10 +256,28 @@ impl Config {
                 }
                 Listen::Unix(PathBuf::from(socket))
             }
-            a => Listen::Tcp {
-                addr: tcp_address(a).map_err(invalid)?,
-                spec_file: PathBuf::from(get("SPEC_FILE")),
-            },
+            a => {
+                let addr = tcp_address(a).map_err(invalid)?;
+                let remote = boolean("ALLOW_REMOTE", &get("ALLOW_REMOTE")).map_err(invalid)?;
+                if !addr.ip().is_loopback() && !remote {
+                    return Err(invalid(format!(
+                        "ADDRESS={a} is not a loopback address: gipam has no authentication, so every host that reaches it could allocate, release and list addresses; use 127.0.0.1:PORT, or set ALLOW_REMOTE=true to serve other hosts"
+                    )));
+                }
+                let spec_file = PathBuf::from(get("SPEC_FILE"));
+                if spec_file.as_os_str().is_empty() {
+                    return Err(invalid(
+                        "SPEC_FILE is empty; give a path such as /etc/docker/plugins/gipam.spec"
+                            .into(),
+                    ));
+                }
+                Listen::Tcp { addr, spec_file }
+            }
+        };
+        let limits = Limits {
+            max_connections: count("MAX_CONNECTIONS", &get("MAX_CONNECTIONS"), 1, 1 << 20)
+                .map_err(invalid)?,
+            client_timeout: seconds("CLIENT_TIMEOUT", &get("CLIENT_TIMEOUT")).map_err(invalid)?,
         };
         let log = get("LOG");
         check_log_filter(&log).map_err(invalid)?;
@@ -251,111 +296,10 @@ impl Config {
             state_dir,
             listen,
             compact_bytes,
+            limits,
             log,
         })
     }
-}
-
-fn parent_dir(file: &str) -> String {
-    std::path::Path::new(file)
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| ".".to_string())
-}
-
-/// Parses a comma-separated list of canonical, non-overlapping CIDRs.
-fn pools(name: &str, text: &str, family: Family) -> Result<Vec<IpNet>, String> {
-    let mut out: Vec<IpNet> = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let net: IpNet = item.parse().map_err(|_| {
-            format!(
-                "{name}={text}: {item:?} is not a CIDR such as {}",
-                example(family)
-            )
-        })?;
-        if Family::of_net(&net) != family {
-            return Err(format!("{name}={text}: {item} is not an {family} prefix"));
-        }
-        if net.trunc() != net {
-            return Err(format!(
-                "{name}={text}: {item} has host bits set; use {}",
-                net.trunc()
-            ));
-        }
-        if let Some(o) = out.iter().find(|o| o.contains(&net) || net.contains(*o)) {
-            return Err(format!(
-                "{name}={text}: {item} overlaps {o}; list each prefix once"
-            ));
-        }
-        out.push(net);
-    }
-    Ok(out)
-}
-
-fn example(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "10.40.0.0/16",
-        Family::V6 => "2001:db8:7700::/48",
-    }
-}
-
-/// Parses a block size that at least one main pool can hold.
-fn block(name: &str, text: &str, family: Family, mains: &[IpNet]) -> Result<u8, String> {
-    let max = family.bits();
-    let n: u8 = text
-        .trim_start_matches('/')
-        .parse()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| format!("{name}={text} is not a prefix length from 1 to {max}"))?;
-    if !mains.is_empty() && mains.iter().all(|m| m.prefix_len() > n) {
-        let list: Vec<String> = mains.iter().map(|m| m.to_string()).collect();
-        return Err(format!(
-            "{name}={n} is larger than every main {family} pool ({}); use a longer prefix",
-            list.join(", ")
-        ));
-    }
-    Ok(n)
-}
-
-/// Checks an env_logger filter (`info`, `gipam=debug,warp=warn`, `trace/regex`):
-/// env_logger itself only warns about a bad one and starts with defaults.
-fn check_log_filter(text: &str) -> Result<(), String> {
-    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
-    let directives = text.split_once('/').map_or(text, |(d, _)| d);
-    for d in directives
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
-        let ok = match d.split_once('=') {
-            Some((target, level)) => {
-                !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
-            }
-            // A bare word is a level or a module path (all levels).
-            None => d
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == ':'),
-        };
-        if !ok {
-            return Err(format!(
-                "LOG={text}: {d:?} is not a log directive; use a level ({}) or module=level",
-                LEVELS.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `host:port`, `[v6]:port` or `:port` (loopback).
-fn tcp_address(text: &str) -> Result<SocketAddr, String> {
-    let bad = || format!("ADDRESS={text} is not host:port (e.g. 127.0.0.1:8181 or :8181)");
-    if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-    text.parse().map_err(|_| bad())
 }
 
 #[cfg(test)]

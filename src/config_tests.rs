@@ -71,6 +71,27 @@ fn tcp_address_defaults_to_loopback() {
 }
 
 #[test]
+fn remote_tcp_needs_allow_remote() {
+    for a in ["127.0.0.1:8181", "[::1]:8181", "127.3.0.1:1"] {
+        assert!(cfg(&["--address", a], &[]).is_ok(), "{a}");
+    }
+    let c = cfg(&["--address", "0.0.0.0:8181"], &[("ALLOW_REMOTE", "true")]).expect("allowed");
+    assert!(matches!(c.listen, Listen::Tcp { addr, .. } if addr.ip().is_unspecified()));
+}
+
+#[test]
+fn client_limits_have_defaults_and_take_fractions() {
+    let c = cfg(&[], &[]).expect("defaults");
+    assert_eq!(c.limits, Limits::default());
+    let c = cfg(&["--client-timeout", "0.5", "--max-connections", "8"], &[]).expect("valid");
+    assert_eq!(
+        c.limits.client_timeout,
+        std::time::Duration::from_millis(500)
+    );
+    assert_eq!(c.limits.max_connections, 8);
+}
+
+#[test]
 fn bad_settings_name_the_setting() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -94,6 +115,20 @@ fn bad_settings_name_the_setting() {
         (&[], &[("COMPACT_BYTES", "10")], "COMPACT_BYTES=10"),
         (&[], &[("LOG", "nonsense=xx=")], "LOG=nonsense=xx="),
         (&[], &[("LOG", "gipam=loud")], "module=level"),
+        (
+            &["--address", "0.0.0.0:8181"],
+            &[],
+            "ADDRESS=0.0.0.0:8181 is not a loopback address",
+        ),
+        (&["--address", "[::]:8181"], &[], "set ALLOW_REMOTE=true"),
+        (
+            &["--address", "10.0.0.1:8181", "--allow-remote", "maybe"],
+            &[],
+            "ALLOW_REMOTE=maybe",
+        ),
+        (&[], &[("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS=0"),
+        (&[], &[("CLIENT_TIMEOUT", "-1")], "CLIENT_TIMEOUT=-1"),
+        (&[], &[("CLIENT_TIMEOUT", "NaN")], "CLIENT_TIMEOUT=NaN"),
     ];
     for (args, env, want) in cases {
         let m = invalid(args, env);

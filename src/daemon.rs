@@ -4,30 +4,47 @@
 
 use std::future::Future;
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 
-use crate::api::server::{self, Listener};
+use crate::api::server;
 use crate::config::{Config, Listen};
 use crate::ipam::{Change, Ipam};
 use crate::service::Service;
 use crate::store::{LocalStore, Store};
 
-/// Resolves on SIGTERM (what Docker sends a plugin) or SIGINT.
-pub async fn signals() {
+/// Installs handlers for SIGTERM (what Docker sends a plugin), SIGINT,
+/// SIGHUP and SIGQUIT, and resolves when one arrives: each stops gipam
+/// cleanly (socket removed, state durable) rather than killing it with a
+/// stale socket left behind. Call it inside the runtime, before start-up
+/// work: a signal that arrives while the store opens is kept, and the
+/// server stops as soon as it starts.
+pub fn signals() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!("cannot install signal handlers; stop gipam with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: shutting down"),
-        _ = int.recv() => log::info!("SIGINT: shutting down"),
+    let kinds = [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ];
+    let installed: std::io::Result<Vec<_>> = kinds
+        .into_iter()
+        .map(|(kind, name)| signal(kind).map(|s| (s, name)))
+        .collect();
+    async move {
+        let Ok(mut streams) = installed else {
+            log::error!("cannot install signal handlers; stop gipam with SIGKILL");
+            return std::future::pending().await;
+        };
+        let arrivals = streams.iter_mut().map(|(s, name)| {
+            Box::pin(async move {
+                s.recv().await;
+                *name
+            })
+        });
+        let (name, _, _) = futures_util::future::select_all(arrivals).await;
+        log::info!("{name}: shutting down");
     }
 }
 
@@ -43,31 +60,14 @@ fn generate_ula() -> Result<Ipv6Net, String> {
     Ipv6Net::new(octets.into(), 48).map_err(|e| e.to_string())
 }
 
-/// Binds the unix socket, replacing a stale one but never a live one.
-fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create socket directory {}: {e}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "socket {} is in use by another process; stop it or set SOCKET",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
-    }
-    tokio::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}; set SOCKET", path.display()))
-}
-
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // A SOCKET or SPEC_FILE gipam may not replace stops the start before
+    // the state is touched.
+    crate::listen::preflight(&config.listen)?;
     let dir = config.state_dir.clone();
     let compact = config.compact_bytes;
     let (store, state) = tokio::task::spawn_blocking(move || LocalStore::open_with(&dir, compact))
@@ -103,40 +103,25 @@ pub async fn run(
     let v4: Vec<String> = config.settings.v4.iter().map(|n| n.to_string()).collect();
     let svc = Arc::new(Service::new(ipam, store.clone()));
 
-    let (listener, cleanup, serving) = match &config.listen {
-        Listen::Unix(path) => (
-            Listener::Unix(bind_unix(path)?),
-            path.clone(),
-            path.display().to_string(),
-        ),
-        Listen::Tcp { addr, spec_file } => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}; set ADDRESS"))?;
-            let local = l.local_addr().map_err(|e| e.to_string())?;
-            if let Some(dir) = spec_file.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}; set SPEC_FILE", dir.display()))?;
-            }
-            std::fs::write(spec_file, format!("tcp://{local}\n"))
-                .map_err(|e| format!("cannot write {}: {e}; set SPEC_FILE", spec_file.display()))?;
-            (
-                Listener::Tcp(l),
-                spec_file.clone(),
-                format!("tcp://{local} (spec file {})", spec_file.display()),
-            )
-        }
-    };
+    let bound = crate::listen::bind(&config.listen).await?;
+    if let Listen::Tcp { addr, .. } = &config.listen
+        && !addr.ip().is_loopback()
+    {
+        log::warn!(
+            "ALLOW_REMOTE is set: serving {} on a non-loopback address; every host that reaches it can allocate, release and list addresses, with no authentication and no encryption; limit access with a firewall",
+            bound.serving
+        );
+    }
     log::info!(
         "gipam {} serving on {} (state {}: {pools} pools, {leases} leases; V4={} V6={})",
         env!("CARGO_PKG_VERSION"),
-        serving,
+        bound.serving,
         config.state_dir.display(),
         v4.join(","),
         v6.join(",")
     );
-    server::run(listener, svc, shutdown).await;
-    let _ = std::fs::remove_file(&cleanup);
+    server::run(bound.listener, svc, config.limits, shutdown).await;
+    bound.owned.remove();
     let closed = tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| e.to_string())?;

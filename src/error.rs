@@ -1,5 +1,6 @@
 //! The error every request path returns. It becomes an HTTP reply in
-//! exactly one place (`api::reply`).
+//! exactly one place (`api::reply`). Client text in a message is always
+//! cut to a short prefix ([`ipam::quote`]).
 
 use std::fmt;
 
@@ -13,6 +14,8 @@ pub enum Error {
     BadRequest(String),
     /// The body was larger than we accept (HTTP 413).
     TooLarge(usize),
+    /// The body did not arrive in time (HTTP 408).
+    Timeout(std::time::Duration),
     /// No such endpoint (HTTP 404).
     NotFound(String),
     /// Not a POST (HTTP 405).
@@ -43,11 +46,20 @@ impl fmt::Display for Error {
                 f,
                 "request body is larger than {limit} bytes; IPAM requests are small JSON objects"
             ),
+            Error::Timeout(t) => write!(
+                f,
+                "request body did not arrive within {t:?} (CLIENT_TIMEOUT); send the whole request at once"
+            ),
             Error::NotFound(p) => write!(
                 f,
-                "endpoint {p} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases"
+                "endpoint {} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases",
+                ipam::quote(p)
             ),
-            Error::Method(m) => write!(f, "method {m} is not allowed; plugin calls are POST"),
+            Error::Method(m) => write!(
+                f,
+                "method {} is not allowed; plugin calls are POST",
+                ipam::quote(m)
+            ),
             Error::Ipam(e) => e.fmt(f),
             Error::Store(e) => e.fmt(f),
         }

@@ -10,6 +10,8 @@
 //! - [`service`]: the glue that plans a change, applies it and commits it.
 //! - [`api`]: the Docker plugin protocol over HTTP: wire structs, handlers, server.
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
+//! - [`listen`]: binding the socket or TCP + spec file, never over a file
+//!   gipam does not own.
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
@@ -17,5 +19,6 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod ipam;
+pub mod listen;
 pub mod service;
 pub mod store;

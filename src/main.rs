@@ -1,5 +1,5 @@
 //! The gipam daemon: read settings, start logging, open the store, serve
-//! until SIGTERM or SIGINT.
+//! until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
 
 use std::process::ExitCode;
 
@@ -34,7 +34,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(gipam::daemon::run(config, gipam::daemon::signals())) {
+    // Signal handlers go in before anything slow (opening the store).
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        gipam::daemon::signals()
+    };
+    match runtime.block_on(gipam::daemon::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gipam: {e}");

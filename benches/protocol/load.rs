@@ -175,7 +175,7 @@ pub fn start_gipam_timed(
     let ipam = Ipam::new(settings(), state).expect("the settings fit the state");
     let svc = Arc::new(Service::new(ipam, store.clone()));
     let server = Server::start(socket, move |l, shutdown| {
-        server::run(Listener::Unix(l), svc, shutdown)
+        server::run(Listener::Unix(l), svc, server::Limits::default(), shutdown)
     });
     if has_pool {
         return ((server, store, pool_id().to_string()), opened);

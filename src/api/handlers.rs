@@ -37,24 +37,53 @@ fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, Error> {
             "{method} request is not valid JSON: expected an object"
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| Error::BadRequest(format!("{method} request is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!(
+            "{method} request is not valid JSON: {}",
+            json_error(&e)
+        ))
+    })
+}
+
+/// serde's message, which can quote a whole string value of the request,
+/// cut to a short prefix; the position stays.
+fn json_error(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let msg = full.strip_suffix(&position).unwrap_or(&full);
+    match msg.char_indices().nth(ipam::QUOTE_MAX + 40) {
+        Some((cut, _)) => format!("{}…{position}", &msg[..cut]),
+        None => format!("{msg}{position}"),
+    }
 }
 
 fn pool_id(text: &str) -> Result<PoolId, Error> {
     Ok(PoolId::from_str(text.trim())?)
 }
 
-/// Parses an address, tolerating a `/len` suffix.
-fn address(text: &str) -> Result<Option<IpAddr>, Error> {
+/// Parses an address strictly (`ipam::parse_addr`), tolerating a `/len`
+/// suffix only when it is a prefix length of the address's family.
+fn address(what: &'static str, text: &str) -> Result<Option<IpAddr>, Error> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(None);
     }
-    let ip = t.split_once('/').map_or(t, |(a, _)| a);
-    ip.parse()
-        .map(Some)
-        .map_err(|_| Error::Ipam(ipam::Error::BadAddress(text.to_string())))
+    let bad = |why| {
+        Error::Ipam(ipam::Error::BadAddress {
+            what,
+            text: text.to_string(),
+            why,
+        })
+    };
+    let (ip, len) = match t.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (t, None),
+    };
+    let ip = ipam::parse_addr(ip).map_err(bad)?;
+    if let Some(len) = len {
+        ipam::parse_prefix_len(len, ipam::Family::of(ip)).map_err(bad)?;
+    }
+    Ok(Some(ip))
 }
 
 pub fn activate() -> ActivateResponse {
@@ -112,10 +141,16 @@ pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddres
     let serial = [DOCKER_SERIAL, "serial"]
         .iter()
         .any(|k| opt(k).is_some_and(|v| v.eq_ignore_ascii_case("true")));
+    let gateway = opt(REQUEST_ADDRESS_TYPE) == Some(GATEWAY);
+    let what = if gateway {
+        "gateway address"
+    } else {
+        "address"
+    };
     let req = AddressRequest {
         pool,
-        address: address(&r.address)?,
-        gateway: opt(REQUEST_ADDRESS_TYPE) == Some(GATEWAY),
+        address: address(what, &r.address)?,
+        gateway,
         serial,
         mac,
         name: opt(ENDPOINT_NAME).map(String::from),
@@ -131,7 +166,7 @@ pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddres
 pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleaseAddressRequest = decode("ReleaseAddress", body)?;
     let id = pool_id(&r.pool_id)?;
-    let Some(addr) = address(&r.address)? else {
+    let Some(addr) = address("address", &r.address)? else {
         return Err(Error::BadRequest(format!(
             "ReleaseAddress for pool {id} names no address"
         )));

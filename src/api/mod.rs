@@ -5,9 +5,11 @@
 
 mod handlers;
 pub mod server;
+mod stall;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 use futures_util::{Stream, StreamExt};
@@ -23,9 +25,19 @@ use crate::service::Service;
 /// Largest request body accepted. Docker's requests are a few hundred bytes.
 pub const MAX_BODY: usize = 64 << 10;
 
-/// The filter serving every endpoint.
+/// The filter serving every endpoint, with the default body timeout.
 pub fn routes(
     svc: Arc<Service>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    routes_with(svc, server::Limits::default().client_timeout)
+}
+
+/// The filter serving every endpoint; a body that has not fully arrived
+/// within `body_timeout` is answered 408 and the connection closed.
+pub fn routes_with(
+    svc: Arc<Service>,
+    body_timeout: Duration,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     warp::method()
@@ -34,9 +46,10 @@ pub fn routes(
         .then(move |method: Method, path: FullPath, body| {
             let svc = svc.clone();
             async move {
-                let result = match read_body(body).await {
-                    Ok(bytes) => dispatch(&svc, &method, path.as_str(), &bytes).await,
-                    Err(e) => Err(e),
+                let result = match tokio::time::timeout(body_timeout, read_body(body)).await {
+                    Ok(Ok(bytes)) => dispatch(&svc, &method, path.as_str(), &bytes).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::Timeout(body_timeout)),
                 };
                 reply(path.as_str(), result)
             }
@@ -44,7 +57,10 @@ pub fn routes(
         .recover(|r: warp::Rejection| async move {
             // The filters above accept every request; this is a safety net
             // so that even a surprise rejection answers in the wire format.
-            let e = Error::BadRequest(format!("request could not be handled: {r:?}"));
+            let e = Error::BadRequest(format!(
+                "request could not be handled: {}",
+                crate::ipam::quote(&format!("{r:?}"))
+            ));
             Ok::<_, std::convert::Infallible>(reply("", Err(e)))
         })
         .unify()
@@ -120,13 +136,30 @@ fn reply(path: &str, result: Result<Response, Error>) -> Response {
     let status = match &err {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
         Error::Ipam(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    log::warn!("{path}: {err}");
+    // The path is the client's text too: shown as is only when it is short
+    // and plain.
+    let plain = path.len() <= crate::ipam::QUOTE_MAX && path.bytes().all(|b| b.is_ascii_graphic());
+    if plain {
+        log::warn!("{path}: {err}");
+    } else {
+        log::warn!("{}: {err}", crate::ipam::quote(path));
+    }
     let body = warp::reply::json(&wire::ErrorResponse {
         err: err.to_string(),
     });
-    warp::reply::with_status(body, status).into_response()
+    let mut response = warp::reply::with_status(body, status).into_response();
+    if matches!(err, Error::TooLarge(_) | Error::Timeout(_)) {
+        // The rest of the body was not read: the connection cannot carry
+        // another request.
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

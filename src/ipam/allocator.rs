@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Change, Error, Family, Mac, PoolId, PoolOptions, State, Undo, net_bounds, to_addr};
+use super::{
+    Change, Error, Family, Mac, PoolId, PoolOptions, State, Undo, net_bounds, parse_net, to_addr,
+};
 
 /// The operator's settings the allocator needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,15 +100,17 @@ impl PoolRequest {
     }
 }
 
-/// Parses an optional CIDR that must be a canonical network address.
+/// Parses an optional CIDR that must be a canonical network address
+/// (strictly: see [`parse_net`]).
 fn cidr(what: &'static str, text: &str) -> Result<Option<IpNet>, Error> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let net: IpNet = text.parse().map_err(|_| Error::BadCidr {
+    let net = parse_net(text).map_err(|why| Error::BadCidr {
         what,
         text: text.to_string(),
+        why,
     })?;
     if net.trunc() != net {
         return Err(Error::HostBits { what, given: net });

@@ -152,12 +152,17 @@ impl FromStr for Mac {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("mac address {s:?} is not of the form 02:42:ac:11:00:02");
+        let bad = || {
+            format!(
+                "mac address {} is not of the form 02:42:ac:11:00:02",
+                super::quote(s)
+            )
+        };
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for b in out.iter_mut() {
             let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
+            if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
@@ -185,6 +190,7 @@ mod tests {
             "02:42:ac:11:00:02:03",
             "zz:42:ac:11:00:02",
             "2:42:ac:11:00:02",
+            "+2:42:ac:11:00:02",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }

@@ -1,5 +1,7 @@
 //! The one error type of the core. Each message is a lowercase phrase that
-//! names the object it is about and, where there is one, the way out.
+//! names the object it is about and, where there is one, the way out. Text a
+//! client sent is quoted through [`quote`], which keeps a short prefix: a
+//! 64 KiB field must not come back 64 KiB long in the reply and the log.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,6 +9,28 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{Family, PoolId};
+
+/// Most characters of a client's text an error quotes.
+pub const QUOTE_MAX: usize = 64;
+
+/// A client's text as an error quotes it: Rust string syntax (so control
+/// characters are visible), cut after [`QUOTE_MAX`] characters with the
+/// full length said.
+pub struct Quoted<'a>(&'a str);
+
+/// Quotes `text` for an error message (see [`Quoted`]).
+pub fn quote(text: &str) -> Quoted<'_> {
+    Quoted(text)
+}
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(QUOTE_MAX) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
 
 /// Why a request could not be honoured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +40,7 @@ pub enum Error {
     BadCidr {
         what: &'static str,
         text: String,
+        why: &'static str,
     },
     HostBits {
         what: &'static str,
@@ -51,7 +76,11 @@ pub enum Error {
         want: String,
     },
     UnknownPool(PoolId),
-    BadAddress(String),
+    BadAddress {
+        what: &'static str,
+        text: String,
+        why: &'static str,
+    },
     AddressOutside {
         addr: IpAddr,
         pool: PoolId,
@@ -76,14 +105,20 @@ impl fmt::Display for Error {
         match self {
             Error::UnknownAddressSpace(s) => write!(
                 f,
-                "address space {s:?} is unknown; use LocalDefault or GlobalDefault"
+                "address space {} is unknown; use LocalDefault or GlobalDefault",
+                quote(s)
             ),
             Error::BadPoolId(s) => write!(
                 f,
-                "pool id {s:?} is malformed; expected AddressSpace/subnet[/range] as returned by RequestPool"
+                "pool id {} is malformed; expected AddressSpace/subnet[/range] as returned by RequestPool",
+                quote(s)
             ),
-            Error::BadCidr { what, text } => {
-                write!(f, "{what} {text:?} is not a CIDR such as 10.1.0.0/24")
+            Error::BadCidr { what, text, why } => {
+                write!(
+                    f,
+                    "{what} {} is not a CIDR such as 10.1.0.0/24: {why}",
+                    quote(text)
+                )
             }
             Error::HostBits { what, given } => {
                 write!(f, "{what} {given} has host bits set; use {}", given.trunc())
@@ -128,17 +163,24 @@ impl fmt::Display for Error {
             }
             Error::UnknownOption { key, known } => write!(
                 f,
-                "ipam option {key:?} is unknown; known options: {}",
+                "ipam option {} is unknown; known options: {}",
+                quote(key),
                 known.join(", ")
             ),
             Error::BadOption { key, value, want } => {
-                write!(f, "ipam option {key}={value:?} is invalid: want {want}")
+                write!(
+                    f,
+                    "ipam option {key}={} is invalid: want {want}",
+                    quote(value)
+                )
             }
             Error::UnknownPool(id) => write!(
                 f,
                 "pool {id} not found; it was released or never requested from this gipam"
             ),
-            Error::BadAddress(s) => write!(f, "address {s:?} is not an IP address"),
+            Error::BadAddress { what, text, why } => {
+                write!(f, "{what} {} is not an IP address: {why}", quote(text))
+            }
             Error::AddressOutside { addr, pool } => {
                 write!(f, "address {addr} is outside pool {pool}")
             }
@@ -158,3 +200,23 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_keep_a_short_prefix_and_say_the_length() {
+        assert_eq!(quote("abc").to_string(), "\"abc\"");
+        assert_eq!(quote("a\nb").to_string(), "\"a\\nb\"");
+        let long = "x".repeat(65536);
+        let q = quote(&long).to_string();
+        assert!(q.len() < 100, "{q}");
+        assert!(q.ends_with("… (65536 bytes)"), "{q}");
+        // Cut on a character boundary, whatever the text.
+        let crabs = "🦀".repeat(100);
+        assert!(quote(&crabs).to_string().contains("(400 bytes)"));
+        let e = Error::BadPoolId(long);
+        assert!(e.to_string().len() < 200, "{e}");
+    }
+}

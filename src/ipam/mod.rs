@@ -40,9 +40,11 @@ mod state;
 pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
 pub use change::{Change, Mac};
-pub use error::Error;
+pub use error::{Error, QUOTE_MAX, Quoted, quote};
 pub use leases::Leases;
-pub use net::{Family, first_usable, net_bounds, to_addr, to_u128};
+pub use net::{
+    Family, first_usable, net_bounds, parse_addr, parse_net, parse_prefix_len, to_addr, to_u128,
+};
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};

@@ -1,5 +1,13 @@
-//! Small helpers over `ipnet`: families, addresses as integers, and the
-//! addresses a subnet reserves.
+//! Small helpers over `ipnet`: families, addresses as integers, the
+//! addresses a subnet reserves, and the strict parsers every address or CIDR
+//! a client sends goes through.
+//!
+//! Strict means what dockerd writes (Go's `net.IP.String`, `net.IPNet.String`)
+//! and nothing looser: `ipnet`'s parser takes IPv4 octets with leading zeros
+//! (`010.083.000.000/24`, which `inet_aton` reads as octal: 8.67.0.0) and
+//! IPv6 prefix lengths such as `/064`; the std address parser is already
+//! strict (no leading zeros, no zone, no sign), so addresses go through it
+//! and the prefix length through [`parse_prefix_len`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -88,9 +96,98 @@ pub fn reserves_last(net: &IpNet) -> bool {
     matches!(net, IpNet::V4(_)) && reserves_first(net)
 }
 
+/// Parses an IP address the way Go prints one; the error says why not.
+pub fn parse_addr(text: &str) -> Result<IpAddr, &'static str> {
+    text.parse().map_err(|_| {
+        let octets: Vec<&str> = text.rsplit(':').next().unwrap_or(text).split('.').collect();
+        let dotted = octets.len() == 4
+            && octets
+                .iter()
+                .all(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()));
+        if dotted && octets.iter().any(|o| o.len() > 1 && o.starts_with('0')) {
+            "an IPv4 octet has a leading zero; write 10.8.0.1, not 010.008.000.001"
+        } else {
+            "expected an address such as 10.1.0.5 or 2001:db8::5"
+        }
+    })
+}
+
+/// Parses the prefix length after `/`: decimal digits only, no sign, no
+/// leading zero, at most the family's bits.
+pub fn parse_prefix_len(text: &str, family: Family) -> Result<u8, &'static str> {
+    let digits = !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit());
+    let bad = || match family {
+        Family::V4 => "the text after '/' must be a prefix length from 0 to 32",
+        Family::V6 => "the text after '/' must be a prefix length from 0 to 128",
+    };
+    if !digits || (text.len() > 1 && text.starts_with('0')) {
+        return Err(bad());
+    }
+    text.parse::<u8>()
+        .ok()
+        .filter(|n| *n <= family.bits())
+        .ok_or_else(bad)
+}
+
+/// Parses `address/prefix-length` strictly (see the module doc).
+pub fn parse_net(text: &str) -> Result<IpNet, &'static str> {
+    let (addr, len) = text
+        .split_once('/')
+        .ok_or("it has no '/' and prefix length")?;
+    let addr = parse_addr(addr)?;
+    let len = parse_prefix_len(len, Family::of(addr))?;
+    IpNet::new(addr, len).map_err(|_| "the prefix length is too long for the address")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsers_take_what_go_prints_and_nothing_looser() {
+        let good = [
+            ("10.1.0.0/24", "10.1.0.0/24"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("255.255.255.255/32", "255.255.255.255/32"),
+            ("10.0.0.0/8", "10.0.0.0/8"),
+            ("2001:db8::/64", "2001:db8::/64"),
+            ("2001:DB8::/64", "2001:db8::/64"),
+            ("::/0", "::/0"),
+            ("::ffff:10.0.0.1/128", "::ffff:10.0.0.1/128"),
+        ];
+        for (text, want) in good {
+            assert_eq!(
+                parse_net(text).map(|n| n.to_string()),
+                Ok(want.into()),
+                "{text}"
+            );
+        }
+        let bad = [
+            ("010.083.000.000/24", "leading zero"),
+            ("10.0.0.01/32", "leading zero"),
+            ("::ffff:010.0.0.1/128", "leading zero"),
+            ("10.123.0.50/garbage", "prefix length from 0 to 32"),
+            ("10.0.0.0/024", "prefix length"),
+            ("10.0.0.0/+24", "prefix length"),
+            ("10.0.0.0/ 24", "prefix length"),
+            ("10.0.0.0/", "prefix length"),
+            ("10.0.0.0/33", "prefix length"),
+            ("10.0.0.0/24/1", "prefix length"),
+            ("2001:db8::/064", "from 0 to 128"),
+            ("2001:db8::/129", "from 0 to 128"),
+            ("fe80::1%eth0/64", "expected an address"),
+            ("0x0a.0.0.0/8", "expected an address"),
+            ("10.0.0/24", "expected an address"),
+            ("10.0.0.0", "no '/'"),
+            ("", "no '/'"),
+        ];
+        for (text, why) in bad {
+            let e = parse_net(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        assert!(parse_addr("010.1.1.1").is_err());
+        assert!(parse_addr("10.1.1.1").is_ok());
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse().expect("test net")

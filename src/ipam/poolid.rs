@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::Error;
+use super::{Error, Family, parse_addr, parse_prefix_len};
 
 /// The address space of local-scope networks.
 pub const LOCAL_SPACE: &str = "LocalDefault";
@@ -63,8 +63,8 @@ impl FromStr for PoolId {
         let space = PoolId::space(space).map_err(|_| bad())?;
         let parts: Vec<&str> = rest.split('/').collect();
         let canonical = |a: &str, len: &str| -> Result<IpNet, Error> {
-            let addr: std::net::IpAddr = a.parse().map_err(|_| bad())?;
-            let len: u8 = len.parse().map_err(|_| bad())?;
+            let addr = parse_addr(a).map_err(|_| bad())?;
+            let len = parse_prefix_len(len, Family::of(addr)).map_err(|_| bad())?;
             let net = IpNet::new(addr, len).map_err(|_| bad())?;
             if net.trunc() != net {
                 return Err(bad());
@@ -116,6 +116,11 @@ mod tests {
             "LocalDefault/10.0.0.0/24/10.0.0.0",
             "LocalDefault/10.0.0.0/24/x/y/z",
             "/10.0.0.0/24",
+            // Strict like everything a client sends (net.rs).
+            "LocalDefault/010.0.0.0/24",
+            "LocalDefault/10.0.0.0/024",
+            "LocalDefault/10.0.0.0/+24",
+            "LocalDefault/2001:db8::/064",
         ] {
             assert!(s.parse::<PoolId>().is_err(), "{s:?} parsed");
         }

@@ -117,37 +117,62 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub state: PathBuf,
+    /// Where the daemon's log (its stdout) goes, appended across restarts.
+    pub log: PathBuf,
     pub args: Vec<String>,
+    /// Start the process under this umask (through `sh -c 'umask …; exec …'`).
+    pub umask: Option<u32>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// Starts gipam with extra args (e.g. `--v4 10.40.0.0/16`).
     pub fn start(args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("gipam.sock");
-        let state = dir.path().join("state");
-        let mut d = Daemon {
-            socket,
-            state,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            dir,
-            child: None,
-        };
+        let mut d = Daemon::new(args);
         d.spawn().expect("gipam starts");
         d
     }
 
+    /// A daemon not started yet: set `umask` or `args`, then [`Daemon::spawn`].
+    pub fn new(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Daemon {
+            socket: dir.path().join("gipam.sock"),
+            state: dir.path().join("state"),
+            log: dir.path().join("gipam.log"),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            umask: None,
+            dir,
+            child: None,
+        }
+    }
+
     /// Starts the process (again) and waits until the socket answers.
     pub fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(env!("CARGO_BIN_EXE_gipam"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| e.to_string())?;
+        let bin = env!("CARGO_BIN_EXE_gipam");
+        let mut cmd = match self.umask {
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask:03o}; exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state)
             .args(&self.args)
             .env("LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| e.to_string())?;
@@ -187,10 +212,16 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (a name `kill` knows: TERM, INT, HUP, QUIT) and waits
+    /// for the exit; returns whether it exited 0.
+    pub fn stop_with(&mut self, signal: &str) -> bool {
         match self.child.take() {
             Some(mut c) => {
                 let _ = Command::new("kill")
-                    .arg("-TERM")
+                    .arg(format!("-{signal}"))
                     .arg(c.id().to_string())
                     .status();
                 c.wait().map(|s| s.success()).unwrap_or(false)
@@ -241,15 +272,8 @@ impl Daemon {
     /// Starts gipam with its state in `state` (a directory the test made
     /// elsewhere: a small tmpfs, a loop-mounted image) and extra args.
     pub fn start_with_state(state: PathBuf, args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("gipam.sock");
-        let mut d = Daemon {
-            socket,
-            state,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            dir,
-            child: None,
-        };
+        let mut d = Daemon::new(args);
+        d.state = state;
         d.spawn().expect("gipam starts");
         d
     }
