@@ -82,12 +82,21 @@ pub fn address_spaces() -> AddressSpacesResponse {
 pub async fn request_pool(svc: &Service, body: &[u8]) -> Result<RequestPoolResponse, Error> {
     let r: RequestPoolRequest = decode("RequestPool", body)?;
     let req = PoolRequest::parse(&r.address_space, &r.pool, &r.sub_pool, r.v6, &r.options)?;
-    let id = svc.request_pool(&req).await?;
+    let (id, gateway) = svc.request_pool(&req).await?;
     log::info!("pool {id} allocated");
+    let mut data = std::collections::HashMap::new();
+    if let Some(gw) = gateway {
+        // CIDR form with the pool's length: the daemon parses it with
+        // types.ParseCIDR and refuses a bare address.
+        data.insert(
+            GATEWAY.to_string(),
+            format!("{gw}/{}", id.subnet.prefix_len()),
+        );
+    }
     Ok(RequestPoolResponse {
         pool_id: id.to_string(),
         pool: id.subnet.to_string(),
-        data: Default::default(),
+        data,
     })
 }
 

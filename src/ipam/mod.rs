@@ -30,6 +30,7 @@ mod addrset;
 mod allocator;
 mod change;
 mod error;
+mod hostroute;
 mod leases;
 mod net;
 mod options;
@@ -41,12 +42,15 @@ pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
 pub use change::{Change, Mac};
 pub use error::Error;
+pub use hostroute::HostRoute;
 pub use leases::Leases;
 pub use net::{Family, first_usable, net_bounds, to_addr, to_u128};
-pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
+pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_engine29;
