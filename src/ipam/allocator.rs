@@ -303,6 +303,16 @@ impl Ipam {
         routes: &[HostRoute],
     ) -> Result<IpNet, Error> {
         let mains = self.mains(family);
+        // Only routes inside or over a main pool can collide with a block
+        // (a full BGP table has ~1M routes; the operator's pools hold few).
+        let near: Vec<HostRoute> = routes
+            .iter()
+            .filter(|r| {
+                let n = &r.net;
+                mains.iter().any(|m| m.contains(n) || n.contains(m))
+            })
+            .copied()
+            .collect();
         let bits = family.bits();
         if prefix > 0 && prefix <= bits {
             let size = 1u128 << (bits - prefix);
@@ -315,7 +325,7 @@ impl Ipam {
                     };
                     let end = match self.state.overlapping(&net) {
                         Some((_, held_end)) => held_end,
-                        None => match collision_end(routes, &net) {
+                        None => match collision_end(&near, &net) {
                             Some(route_end) => route_end,
                             None => return Ok(net),
                         },
