@@ -330,7 +330,10 @@ impl Ipam {
                             None => return Ok(net),
                         },
                     };
-                    match (end / size + 1).checked_mul(size) {
+                    match (end / size)
+                        .checked_add(1)
+                        .and_then(|n| n.checked_mul(size))
+                    {
                         Some(next) if next > cand => cand = next,
                         _ => break,
                     }

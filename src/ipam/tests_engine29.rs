@@ -409,3 +409,23 @@ fn held_blocks_and_host_routes_are_skipped_together_until_none_is_left() {
         "no free /26 block that collides with none of the host's 2 IPv4 routes left in the main IPv4 pools (10.40.0.0/24); add or grow a pool (V4/V6) or remove unused networks"
     );
 }
+
+#[test]
+fn a_route_at_the_top_of_the_address_space_ends_the_search_without_overflow() {
+    let top = ipam("255.255.255.0/24", "");
+    let change = plan(
+        &top,
+        "0.0.0.0/32",
+        "",
+        "255.255.255.0/25 dev, 255.255.255.128/25 dev",
+    );
+    assert_eq!(change.map_err(|e| kind(&e)), Err("NoFreeBlock".to_string()));
+    let top = ipam("", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120");
+    let change = plan(
+        &top,
+        "::/128",
+        "",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120 dev",
+    );
+    assert_eq!(change.map_err(|e| kind(&e)), Err("NoFreeBlock".to_string()));
+}
