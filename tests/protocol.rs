@@ -270,7 +270,12 @@ fn bad_input_is_refused_and_leaves_the_state_alone() {
         (
             "IpamDriver.RequestPool",
             rp("", "", false, json!({"v4bits":"28"})),
-            "known options: v4ab, v6ab, serial",
+            "known options: v4ab, v6ab, serial, reuse",
+        ),
+        (
+            "IpamDriver.RequestPool",
+            rp("", "", false, json!({"reuse":"later"})),
+            "reuse=\"later\" is invalid: want immediate or delayed",
         ),
         (
             "IpamDriver.RequestPool",
