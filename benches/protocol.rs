@@ -163,6 +163,8 @@ fn add_pool() -> Change {
         id: pool_id(),
         auto: false,
         serial: false,
+        reuse: Default::default(),
+        data_gateway: None,
     }
 }
 

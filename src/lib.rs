@@ -8,6 +8,7 @@
 //! - [`store`]: the [`store::Store`] trait and the durable local file store
 //!   (snapshot + journal formats, the group-commit writer, snapshots).
 //! - [`service`]: the glue that plans a change, applies it and commits it.
+//! - [`routes`]: the host's routing table, read for the block search.
 //! - [`api`]: the Docker plugin protocol over HTTP: wire structs, handlers, server.
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
@@ -20,5 +21,6 @@ pub mod daemon;
 pub mod error;
 pub mod ipam;
 pub mod listen;
+pub mod routes;
 pub mod service;
 pub mod store;

@@ -182,14 +182,21 @@ impl Service {
             .into())
     }
 
-    /// RequestPool: returns the pool's id (its subnet is `id.subnet`).
-    pub async fn request_pool(&self, req: &PoolRequest) -> Result<PoolId, Error> {
+    /// RequestPool: returns the pool's id (its subnet is `id.subnet`) and
+    /// the gateway reserved with it, which goes into the reply's `Data`.
+    pub async fn request_pool(&self, req: &PoolRequest) -> Result<(PoolId, Option<IpAddr>), Error> {
         self.change(|ipam| {
             let change = ipam.plan_pool(req)?;
-            let id = change.pool().cloned().ok_or_else(|| {
-                crate::ipam::Error::Inconsistent("a planned pool has no id".into())
-            })?;
-            Ok((Some(change), id))
+            let Change::AddPool {
+                id, data_gateway, ..
+            } = &change
+            else {
+                return Err(crate::ipam::Error::Inconsistent(
+                    "a planned pool is not an added pool".into(),
+                ));
+            };
+            let out = (id.clone(), *data_gateway);
+            Ok((Some(change), out))
         })
         .await
     }

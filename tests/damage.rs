@@ -28,6 +28,8 @@ fn changes(pools: std::ops::Range<u32>) -> Vec<Change> {
             id: id.clone(),
             auto: n % 2 == 0,
             serial: false,
+            reuse: Default::default(),
+            data_gateway: None,
         });
         for host in 1..=4u8 {
             out.push(Change::AddAddress {

@@ -91,14 +91,22 @@ fn worked_example_of_the_protocol_doc() {
     let d = daemon();
     let mut c = d.client();
     let v = pool(&mut c, "10.10.0.0/16", "10.10.5.0/24", false, json!({}));
+    // gipam names a gateway in Data (the subnet's first usable address, as
+    // a gateway request would have got); the daemon ignores it when the
+    // user gave --gateway and requests that one, which replaces it.
     assert_eq!(
         v,
-        json!({"PoolID":"LocalDefault/10.10.0.0/16/10.10.5.0/24","Pool":"10.10.0.0/16","Data":{}})
+        json!({"PoolID":"LocalDefault/10.10.0.0/16/10.10.5.0/24","Pool":"10.10.0.0/16","Data":{"com.docker.network.gateway":"10.10.0.1/16"}})
     );
     let id = "LocalDefault/10.10.0.0/16/10.10.5.0/24";
     assert_eq!(
         address(&mut c, id, "10.10.5.254", gateway_opts()),
         "10.10.5.254/16"
+    );
+    // The replaced gateway is free again.
+    assert_eq!(
+        address(&mut c, id, "10.10.0.1", Value::Null),
+        "10.10.0.1/16"
     );
     assert_eq!(
         address(&mut c, id, "10.10.1.5", Value::Null),
@@ -114,6 +122,7 @@ fn worked_example_of_the_protocol_doc() {
         )
     };
     assert_eq!(rel(&mut c, "10.10.5.1"), json!({}));
+    assert_eq!(rel(&mut c, "10.10.0.1"), json!({}));
     assert_eq!(rel(&mut c, "10.10.5.254"), json!({}));
     assert_eq!(rel(&mut c, "10.10.1.5"), json!({}));
     assert_eq!(
@@ -264,7 +273,12 @@ fn bad_input_is_refused_and_leaves_the_state_alone() {
         (
             "IpamDriver.RequestPool",
             rp("", "", false, json!({"v4bits":"28"})),
-            "known options: v4ab, v6ab, serial",
+            "known options: v4ab, v6ab, serial, reuse",
+        ),
+        (
+            "IpamDriver.RequestPool",
+            rp("", "", false, json!({"reuse":"later"})),
+            "reuse=\"later\" is invalid: want immediate or delayed",
         ),
         (
             "IpamDriver.RequestPool",

@@ -51,6 +51,8 @@ fn workload(pools: std::ops::Range<u32>) -> Vec<Change> {
             id: p.clone(),
             auto: true,
             serial: n % 2 == 0,
+            reuse: Default::default(),
+            data_gateway: None,
         });
         for h in 1..=20 {
             out.push(add_address(&p, h));
@@ -205,6 +207,8 @@ async fn concurrent_commits_share_fsyncs_and_all_become_durable() {
         id: p.clone(),
         auto: false,
         serial: false,
+        reuse: Default::default(),
+        data_gateway: None,
     }];
     changes.extend((1..=250).map(|h| add_address(&p, h)));
     commit_all(&store, &mut model, changes).await;

@@ -108,15 +108,43 @@ pub fn address_spaces() -> AddressSpacesResponse {
     }
 }
 
+/// Reads the host's routes for a block gipam chooses (see `crate::routes`).
+async fn host_routes() -> Vec<ipam::HostRoute> {
+    match tokio::task::spawn_blocking(crate::routes::host_routes).await {
+        Ok((routes, problems)) => {
+            for p in problems {
+                log::warn!("{p}; blocks are not checked against those host routes");
+            }
+            routes
+        }
+        Err(e) => {
+            log::warn!("reading the host routes failed: {e}; blocks are not checked against them");
+            Vec::new()
+        }
+    }
+}
+
 pub async fn request_pool(svc: &Service, body: &[u8]) -> Result<RequestPoolResponse, Error> {
     let r: RequestPoolRequest = decode("RequestPool", body)?;
-    let req = PoolRequest::parse(&r.address_space, &r.pool, &r.sub_pool, r.v6, &r.options)?;
-    let id = svc.request_pool(&req).await?;
+    let mut req = PoolRequest::parse(&r.address_space, &r.pool, &r.sub_pool, r.v6, &r.options)?;
+    if req.chooses_block() {
+        req.host_routes = host_routes().await;
+    }
+    let (id, gateway) = svc.request_pool(&req).await?;
     log::info!("pool {id} allocated");
+    let mut data = std::collections::HashMap::new();
+    if let Some(gw) = gateway {
+        // CIDR form with the pool's length: the daemon parses it with
+        // types.ParseCIDR and refuses a bare address.
+        data.insert(
+            GATEWAY.to_string(),
+            format!("{gw}/{}", id.subnet.prefix_len()),
+        );
+    }
     Ok(RequestPoolResponse {
         pool_id: id.to_string(),
         pool: id.subnet.to_string(),
-        data: Default::default(),
+        data,
     })
 }
 

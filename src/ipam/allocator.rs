@@ -1,14 +1,50 @@
 //! The allocator: turns pool and address requests into [`Change`]s against
 //! a [`State`], following the built-in IPAM where Docker users expect it
 //! (moby `ipams/defaultipam/`) and product.md where gipam does more.
+//!
+//! # The gateway in RequestPool's `Data`
+//!
+//! Every pool of more than one address gets a gateway when it is added: the
+//! first usable address of the subnet, leased at once (durably, with the
+//! pool) and named in the reply as `com.docker.network.gateway` with the
+//! pool's prefix length. /32 and /128 pools get none: a gateway would take
+//! their only address, and a gateway request still finds it when one comes.
+//! Why every pool, from what the daemons do with it (moby
+//! `libnetwork/network.go` `ipamAllocateVersion`, 20.10, 28.5 and 29):
+//!
+//! - Without `--gateway`, every engine takes `Data`'s gateway as the
+//!   network's and sends no gateway RequestAddress. That address is the one
+//!   a bridge network got before (its gateway request found the first usable
+//!   address), so bridges on 20.10 and 28.5 keep their gateway; macvlan and
+//!   ipvlan networks on Engine 29, which asks for no gateway at all any more
+//!   (their `GetSkipGwAlloc` says skip), get one again, and no container is
+//!   handed the router's `.1`.
+//! - With `--gateway G`, every engine ignores `Data` and requests G as the
+//!   gateway. RequestPool cannot know G, so that request *replaces* the
+//!   reserved gateway: the reserved address is freed (no container ever had
+//!   it) and G is leased instead; G equal to the reserved one just claims it.
+//! - Releases: the daemon releases the gateway it took from `Data` like any
+//!   other at network removal, and ReleasePool frees everything.
+//!
+//! # Host routes
+//!
+//! The blocks gipam chooses (automatic and size-only requests) skip those
+//! that collide with the host's routes given in [`PoolRequest::host_routes`]
+//! (the rule is in `hostroute.rs`). For size-only requests no one else
+//! checks; for automatic ones the daemon would find the collision itself
+//! and ask again while holding the bad block, so skipping it here only
+//! saves that loop. Explicit subnets are the user's choice and never
+//! checked.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::hostroute::collision_end;
 use super::{
-    Change, Error, Family, Mac, PoolId, PoolOptions, State, Undo, net_bounds, parse_net, to_addr,
+    Change, Error, Family, HostRoute, Mac, PoolId, PoolOptions, State, Undo, first_usable,
+    net_bounds, parse_net, to_addr,
 };
 
 /// The operator's settings the allocator needs.
@@ -43,6 +79,9 @@ pub struct PoolRequest {
     pub range: Option<IpNet>,
     pub family: Family,
     pub options: PoolOptions,
+    /// The host's routes, which a block gipam chooses must not collide
+    /// with. Empty from `parse`; the caller reads them.
+    pub host_routes: Vec<HostRoute>,
 }
 
 impl PoolRequest {
@@ -96,7 +135,13 @@ impl PoolRequest {
             range,
             family,
             options,
+            host_routes: Vec::new(),
         })
+    }
+
+    /// Whether gipam chooses the block (so host routes matter).
+    pub fn chooses_block(&self) -> bool {
+        !matches!(self.spec, PoolSpec::Subnet(_))
     }
 }
 
@@ -225,15 +270,21 @@ impl Ipam {
                 }
                 (net, false)
             }
-            PoolSpec::Size(prefix) => (self.find_block(req.family, prefix)?, true),
+            PoolSpec::Size(prefix) => {
+                let block = self.find_block(req.family, prefix, &req.host_routes)?;
+                (block, true)
+            }
             PoolSpec::Auto => {
                 let prefix = req.options.block(req.family).unwrap_or(match req.family {
                     Family::V4 => self.settings.v4ab,
                     Family::V6 => self.settings.v6ab,
                 });
-                (self.find_block(req.family, prefix)?, true)
+                (self.find_block(req.family, prefix, &req.host_routes)?, true)
             }
         };
+        // Every pool but a single address gets its gateway now (module doc).
+        let data_gateway = (subnet.prefix_len() < subnet.max_prefix_len())
+            .then(|| to_addr(req.family, first_usable(&subnet)));
         Ok(Change::AddPool {
             id: PoolId {
                 space: req.space.to_string(),
@@ -242,14 +293,33 @@ impl Ipam {
             },
             auto,
             serial: req.options.serial,
+            reuse: req.options.reuse,
+            data_gateway,
         })
     }
 
-    /// The lowest free block of `/prefix` in the main pools of `family`.
-    /// Held blocks are skipped, so the daemon's "this overlaps a host route,
-    /// give me another" loop always makes progress (moby/libnetwork#1386).
-    pub fn find_block(&self, family: Family, prefix: u8) -> Result<IpNet, Error> {
+    /// The lowest free block of `/prefix` in the main pools of `family`
+    /// that collides with none of `routes`. Held blocks are skipped, so the
+    /// daemon's "this overlaps a host route, give me another" loop always
+    /// makes progress (moby/libnetwork#1386). Both skips jump past what they
+    /// skip, so a /64 is never enumerated.
+    pub fn find_block(
+        &self,
+        family: Family,
+        prefix: u8,
+        routes: &[HostRoute],
+    ) -> Result<IpNet, Error> {
         let mains = self.mains(family);
+        // Only routes inside or over a main pool can collide with a block
+        // (a full BGP table has ~1M routes; the operator's pools hold few).
+        let near: Vec<HostRoute> = routes
+            .iter()
+            .filter(|r| {
+                let n = &r.net;
+                mains.iter().any(|m| m.contains(n) || n.contains(m))
+            })
+            .copied()
+            .collect();
         let bits = family.bits();
         if prefix > 0 && prefix <= bits {
             let size = 1u128 << (bits - prefix);
@@ -260,20 +330,29 @@ impl Ipam {
                     let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
                         break;
                     };
-                    match self.state.overlapping(&net) {
-                        None => return Ok(net),
-                        Some((_, held_end)) => match (held_end / size + 1).checked_mul(size) {
-                            Some(next) if next > cand => cand = next,
-                            _ => break,
+                    let end = match self.state.overlapping(&net) {
+                        Some((_, held_end)) => held_end,
+                        None => match collision_end(&near, &net) {
+                            Some(route_end) => route_end,
+                            None => return Ok(net),
                         },
+                    };
+                    match (end / size)
+                        .checked_add(1)
+                        .and_then(|n| n.checked_mul(size))
+                    {
+                        Some(next) if next > cand => cand = next,
+                        _ => break,
                     }
                 }
             }
         }
+        let routes = routes.iter().filter(|r| Family::of_net(&r.net) == family);
         Err(Error::NoFreeBlock {
             prefix,
             family,
             mains,
+            routes: routes.count(),
         })
     }
 

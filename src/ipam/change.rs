@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::PoolId;
+use super::{PoolId, Reuse};
 
 /// A change, planned by `Ipam::plan_*` and applied by `State::apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,12 @@ pub enum Change {
         auto: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         serial: bool,
+        /// `reuse=`: when released addresses come back.
+        #[serde(default, skip_serializing_if = "Reuse::is_default")]
+        reuse: Reuse,
+        /// The gateway named in RequestPool's `Data`, leased with the pool.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_gateway: Option<IpAddr>,
     },
     /// A pool and all its addresses were released.
     ReleasePool { id: PoolId },
@@ -84,6 +90,9 @@ struct RawChange {
     #[serde(default)]
     serial: bool,
     #[serde(default)]
+    reuse: Reuse,
+    data_gateway: Option<IpAddr>,
+    #[serde(default)]
     gateway: bool,
     #[serde(default)]
     dynamic: bool,
@@ -108,6 +117,8 @@ impl TryFrom<RawChange> for Change {
                 id: r.id.ok_or_else(|| need("id"))?,
                 auto: r.auto,
                 serial: r.serial,
+                reuse: r.reuse,
+                data_gateway: r.data_gateway,
             },
             "release_pool" => Change::ReleasePool {
                 id: r.id.ok_or_else(|| need("id"))?,
@@ -212,5 +223,29 @@ mod tests {
             r#"{"op":"add_address","pool":"LocalDefault/10.0.0.0/24","address":"10.0.0.2","dynamic":true,"mac":"02:42:ac:11:00:02"}"#
         );
         assert_eq!(serde_json::from_str::<Change>(&json).expect("de"), c);
+        let c = Change::AddPool {
+            id: "LocalDefault/10.0.0.0/24".parse().expect("id"),
+            auto: false,
+            serial: false,
+            reuse: Reuse::Delayed,
+            data_gateway: Some("10.0.0.1".parse().expect("ip")),
+        };
+        let json = serde_json::to_string(&c).expect("ser");
+        assert_eq!(
+            json,
+            r#"{"op":"add_pool","id":"LocalDefault/10.0.0.0/24","reuse":"delayed","data_gateway":"10.0.0.1"}"#
+        );
+        assert_eq!(serde_json::from_str::<Change>(&json).expect("de"), c);
+        // A journal line written before reuse= and data_gateway existed.
+        let old = r#"{"op":"add_pool","id":"LocalDefault/10.0.0.0/24","serial":true}"#;
+        let Change::AddPool {
+            reuse,
+            data_gateway,
+            ..
+        } = serde_json::from_str::<Change>(old).expect("old line")
+        else {
+            panic!("not an add_pool");
+        };
+        assert_eq!((reuse, data_gateway), (Reuse::Immediate, None));
     }
 }

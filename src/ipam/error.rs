@@ -65,6 +65,8 @@ pub enum Error {
         prefix: u8,
         family: Family,
         mains: Vec<IpNet>,
+        /// How many host routes of the family were avoided.
+        routes: usize,
     },
     UnknownOption {
         key: String,
@@ -149,11 +151,16 @@ impl fmt::Display for Error {
                 prefix,
                 family,
                 mains,
+                routes,
             } => {
                 let list: Vec<String> = mains.iter().map(|m| m.to_string()).collect();
+                let avoided = match routes {
+                    0 => String::new(),
+                    n => format!(" that collides with none of the host's {n} {family} routes"),
+                };
                 write!(
                     f,
-                    "no free /{prefix} block left in the main {family} pools ({}); add or grow a pool (V4/V6) or remove unused networks",
+                    "no free /{prefix} block{avoided} left in the main {family} pools ({}); add or grow a pool (V4/V6) or remove unused networks",
                     if list.is_empty() {
                         "none configured".to_string()
                     } else {

@@ -30,6 +30,7 @@ mod addrset;
 mod allocator;
 mod change;
 mod error;
+mod hostroute;
 mod leases;
 mod net;
 mod options;
@@ -41,16 +42,19 @@ pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
 pub use change::{Change, Mac};
 pub use error::{Error, QUOTE_MAX, Quoted, quote};
+pub use hostroute::HostRoute;
 pub use leases::Leases;
 pub use net::{
     Family, first_usable, net_bounds, parse_addr, parse_net, parse_prefix_len, to_addr, to_u128,
 };
-pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions};
+pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_engine29;
 #[cfg(test)]
 mod tests_undo;

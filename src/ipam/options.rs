@@ -1,15 +1,51 @@
 //! Network-level `--ipam-opt` keys.
 //!
 //! Unknown keys are refused with the list of known ones, because a typo that
-//! silently does nothing is worse than an error. Keys Docker itself adds
-//! (`com.docker.*`) pass.
+//! silently does nothing is worse than an error; an unknown value is refused
+//! with the values the key accepts. Keys Docker itself adds (`com.docker.*`)
+//! pass.
 
 use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use super::{Error, Family};
 
 /// The keys a user may give with `--ipam-opt`.
-pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial"];
+pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial", "reuse"];
+
+/// When a released address may be handed out again (F5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reuse {
+    /// At once: the lowest free address goes next, as in Docker's own IPAM,
+    /// so a container restarted on its own gets its address back.
+    #[default]
+    Immediate,
+    /// Only when the pool has nothing else free, oldest release first (for
+    /// hosts that fear stale ARP/ND caches).
+    Delayed,
+}
+
+impl Reuse {
+    /// The values `reuse=` accepts.
+    pub const VALUES: &'static str = "immediate or delayed";
+
+    /// Whether this is the default (left out of the journal and snapshot).
+    pub fn is_default(&self) -> bool {
+        *self == Reuse::Immediate
+    }
+}
+
+impl fmt::Display for Reuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reuse::Immediate => "immediate",
+            Reuse::Delayed => "delayed",
+        })
+    }
+}
 
 /// Docker's own spelling of the serial option (moby `ipamapi/labels.go`).
 pub const DOCKER_SERIAL: &str = "com.docker.network.ipam.serial";
@@ -23,6 +59,8 @@ pub struct PoolOptions {
     pub v6ab: Option<u8>,
     /// Rotate through the pool instead of taking the lowest free address.
     pub serial: bool,
+    /// When released addresses come back.
+    pub reuse: Reuse,
 }
 
 impl PoolOptions {
@@ -38,6 +76,7 @@ impl PoolOptions {
                 "v4ab" => out.v4ab = Some(prefix(key, value, Family::V4)?),
                 "v6ab" => out.v6ab = Some(prefix(key, value, Family::V6)?),
                 "serial" | DOCKER_SERIAL => out.serial |= boolean(key, value)?,
+                "reuse" => out.reuse = reuse(key, value)?,
                 k if k.starts_with("com.docker.") => {}
                 _ => {
                     return Err(Error::UnknownOption {
@@ -77,6 +116,18 @@ fn prefix(key: &str, value: &str, family: Family) -> Result<u8, Error> {
     Ok(n)
 }
 
+fn reuse(key: &str, value: &str) -> Result<Reuse, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "immediate" => Ok(Reuse::Immediate),
+        "delayed" => Ok(Reuse::Delayed),
+        _ => Err(Error::BadOption {
+            key: key.to_string(),
+            value: value.to_string(),
+            want: Reuse::VALUES.to_string(),
+        }),
+    }
+}
+
 fn boolean(key: &str, value: &str) -> Result<bool, Error> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -108,13 +159,19 @@ mod tests {
         assert!(o.serial);
         let o = PoolOptions::parse(&map(&[(DOCKER_SERIAL, "true")])).expect("valid");
         assert!(o.serial);
+        assert_eq!(o.reuse, Reuse::Immediate);
+        let o = PoolOptions::parse(&map(&[("reuse", "Delayed")])).expect("valid");
+        assert_eq!(o.reuse, Reuse::Delayed);
     }
 
     #[test]
     fn docker_keys_pass_and_unknown_keys_fail() {
         assert!(PoolOptions::parse(&map(&[("com.docker.network.whatever", "x")])).is_ok());
         let err = PoolOptions::parse(&map(&[("v4bits", "28")])).expect_err("typo");
-        assert!(err.to_string().contains("v4ab, v6ab, serial"), "{err}");
+        assert!(
+            err.to_string().contains("v4ab, v6ab, serial, reuse"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -125,8 +182,13 @@ mod tests {
             ("v4ab", "x"),
             ("v6ab", "129"),
             ("serial", "maybe"),
+            ("reuse", "later"),
+            ("reuse", ""),
         ] {
             assert!(PoolOptions::parse(&map(&[(k, v)])).is_err(), "{k}={v}");
         }
+        let err = PoolOptions::parse(&map(&[("reuse", "later")])).expect_err("bad value");
+        let want = r#"ipam option reuse="later" is invalid: want immediate or delayed"#;
+        assert_eq!(err.to_string(), want);
     }
 }

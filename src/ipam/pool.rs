@@ -1,20 +1,36 @@
 //! One held pool: its subnet, optional range, leases, and the rules that
 //! pick an address in it (F3, F5).
 //!
+//! The default choice is Docker's own (moby `ipams/defaultipam`): the lowest
+//! free address, so a container restarted on its own gets its address back
+//! and a daemon restart hands the same set of addresses back. `serial`
+//! rotates from the last dynamic choice instead; `reuse=delayed` keeps
+//! released addresses "cooling" and hands them out again only when nothing
+//! else is free, oldest first, so a container that just left does not lend
+//! its address (and its stale ARP/ND entries) to the next one.
+//!
 //! `used` holds every address a dynamic request must not get: leases, the
-//! reserved addresses of the subnet, and the "cooling" addresses released
-//! recently. Cooling addresses are handed out again only when nothing else
-//! is free (oldest first), so a container that just left does not lend its
-//! address — and its stale ARP entries — to the next one.
+//! reserved addresses of the subnet and, with `reuse=delayed`, the cooling
+//! ones. `held` is the seam for F6: addresses remembered for another
+//! container, skipped by dynamic requests until nothing else is free. Nothing
+//! fills it yet.
+//!
+//! The pool's gateway may be reserved when the pool is added (the one gipam
+//! names in RequestPool's `Data`, see `Ipam::plan_pool`): it is leased at
+//! once, so no container gets it, and it stays "provisional" until the
+//! daemon asks for a gateway. A gateway request for that address claims it;
+//! a gateway request for another address (`--gateway`) replaces it.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use super::leases::Leases;
 use super::net::{reserves_first, reserves_last};
-use super::{AddrSet, Error, Family, Mac, PoolId, first_usable, net_bounds, to_addr, to_u128};
+use super::{
+    AddrSet, Error, Family, Mac, PoolId, Reuse, first_usable, net_bounds, to_addr, to_u128,
+};
 
-/// How many released addresses a pool remembers as cooling.
+/// How many released addresses a `reuse=delayed` pool remembers as cooling.
 pub const COOLING_MAX: usize = 1024;
 
 /// What is known about one leased address.
@@ -29,9 +45,14 @@ pub struct Lease {
 }
 
 /// What it takes to take back one [`Pool::add`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddUndo {
     cursor: Option<u128>,
+    data_gateway: Option<u128>,
+    /// The add only claimed the reserved gateway.
+    claimed: bool,
+    /// The reserved gateway the add replaced, with its lease.
+    replaced: Option<(u128, Lease)>,
     /// The address was not in `used` before (it was free, not cooling).
     inserted: bool,
     /// Where in the cooling list the address stood.
@@ -44,6 +65,7 @@ pub struct ReleaseUndo {
     lease: Lease,
     /// The oldest cooling address the release pushed out.
     evicted: Option<u128>,
+    data_gateway: Option<u128>,
 }
 
 /// A held pool.
@@ -54,15 +76,22 @@ pub struct Pool {
     pub auto: bool,
     /// Rotate through the pool (`serial=true`).
     pub serial: bool,
+    /// When released addresses come back (`reuse=`).
+    pub reuse: Reuse,
     leases: Leases,
     used: AddrSet,
+    /// F6: addresses held back for another container (empty until F6).
+    held: AddrSet,
     cooling: VecDeque<u128>,
     cursor: Option<u128>,
+    /// The gateway reserved with the pool, until a gateway request claims
+    /// or replaces it.
+    data_gateway: Option<u128>,
 }
 
 impl Pool {
-    /// A new, empty pool.
-    pub fn new(id: PoolId, auto: bool, serial: bool) -> Pool {
+    /// A new pool holding nothing but its reserved addresses.
+    pub fn new(id: PoolId, auto: bool, serial: bool, reuse: Reuse) -> Pool {
         let mut used = AddrSet::new();
         let (lo, hi) = net_bounds(&id.subnet);
         if reserves_first(&id.subnet) {
@@ -75,10 +104,13 @@ impl Pool {
             id,
             auto,
             serial,
+            reuse,
             leases: Leases::new(),
             used,
+            held: AddrSet::new(),
             cooling: VecDeque::new(),
             cursor: None,
+            data_gateway: None,
         }
     }
 
@@ -106,6 +138,12 @@ impl Pool {
     pub fn cooling(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let f = self.family();
         self.cooling.iter().map(move |a| to_addr(f, *a))
+    }
+
+    /// The gateway reserved when the pool was added, while no gateway
+    /// request has claimed or replaced it.
+    pub fn data_gateway(&self) -> Option<IpAddr> {
+        self.data_gateway.map(|g| to_addr(self.family(), g))
     }
 
     /// The serial cursor: the last dynamically chosen address.
@@ -153,6 +191,11 @@ impl Pool {
                     why,
                 });
             }
+            // The daemon asks for the reserved gateway itself when the user
+            // gave it as --gateway (it always requests a --gateway).
+            if gateway && self.data_gateway == Some(x) {
+                return Ok(x);
+            }
             if self.leases.contains(x) {
                 return Err(Error::AddressInUse {
                     addr,
@@ -161,25 +204,57 @@ impl Pool {
             }
             return Ok(x);
         }
-        let (lo, hi) = if gateway {
-            (first_usable(&self.id.subnet), net_bounds(&self.id.subnet).1)
-        } else {
-            self.dynamic_bounds()
-        };
-        let start = match ((self.serial || serial) && !gateway, self.cursor) {
+        if gateway {
+            if let Some(g) = self.data_gateway {
+                return Ok(g);
+            }
+            let (lo, hi) = (first_usable(&self.id.subnet), net_bounds(&self.id.subnet).1);
+            return self
+                .used
+                .first_free(lo, hi)
+                .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
+                .ok_or_else(|| Error::PoolFull(self.id.clone()));
+        }
+        let (lo, hi) = self.dynamic_bounds();
+        let start = match (self.serial || serial, self.cursor) {
             (true, Some(c)) if c >= lo && c < hi => c + 1,
             _ => lo,
         };
-        self.used
-            .first_free(start, hi)
-            .or_else(|| self.used.first_free(lo, start.saturating_sub(1)))
+        self.first_free(start, hi)
+            .or_else(|| self.first_free(lo, start.saturating_sub(1)))
             .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
+            .or_else(|| self.held_back(lo, hi))
             .ok_or_else(|| Error::PoolFull(self.id.clone()))
     }
 
-    /// Where dynamic addresses come from: the range (without its first
-    /// address, which Docker users expect to stay free; docker/for-linux#170)
-    /// or the whole subnet.
+    /// The lowest address in `lo..=hi` neither used nor held back. Both sets
+    /// are merged runs, so this costs one lookup per run it skips.
+    fn first_free(&self, lo: u128, hi: u128) -> Option<u128> {
+        let mut x = lo;
+        loop {
+            let a = self.used.first_free(x, hi)?;
+            let b = self.held.first_free(a, hi)?;
+            if a == b {
+                return Some(a);
+            }
+            x = b;
+        }
+    }
+
+    /// F6: the held-back address to give up when nothing else is free (the
+    /// least recently used first, once F6 records when each was used).
+    fn held_back(&self, lo: u128, hi: u128) -> Option<u128> {
+        self.held
+            .iter()
+            .find(|a| *a >= lo && *a <= hi && !self.used.contains(*a))
+    }
+
+    /// Where dynamic addresses come from: the range without its first
+    /// address (Docker users expect it to stay free, docker/for-linux#170),
+    /// or the whole subnet. A range of one or two addresses (/32, /31,
+    /// /128, /127) is used whole: it has no network address to keep free
+    /// (RFC 3021, RFC 6164), and skipping its first would leave a /32 range
+    /// nothing to hand out.
     fn dynamic_bounds(&self) -> (u128, u128) {
         match &self.id.range {
             Some(r) => {
@@ -191,9 +266,31 @@ impl Pool {
         }
     }
 
-    /// Records a lease chosen by [`Pool::choose`]; returns what it takes
-    /// to take it back ([`Pool::unadd`]).
+    /// Records a lease chosen by [`Pool::choose`]; returns what it takes to
+    /// take it back ([`Pool::unadd`]). A gateway lease claims or replaces
+    /// the gateway reserved with the pool.
     pub fn add(&mut self, x: u128, lease: Lease, dynamic: bool) -> Result<AddUndo, Error> {
+        let mut undo = AddUndo {
+            cursor: self.cursor,
+            data_gateway: self.data_gateway,
+            ..AddUndo::default()
+        };
+        if lease.gateway
+            && let Some(g) = self.data_gateway
+        {
+            if g == x {
+                self.data_gateway = None;
+                undo.claimed = true;
+                return Ok(undo);
+            }
+            if !self.leases.contains(x) {
+                // Replaced by the user's --gateway: free at once, never
+                // cooling (no container ever had it).
+                self.data_gateway = None;
+                undo.replaced = self.leases.remove(g).map(|l| (g, l));
+                self.used.remove(g);
+            }
+        }
         if self.leases.contains(x) {
             return Err(Error::Inconsistent(format!(
                 "address {} leased twice in pool {}",
@@ -201,21 +298,13 @@ impl Pool {
                 self.id
             )));
         }
-        let undo = AddUndo {
-            cursor: self.cursor,
-            inserted: self.used.insert(x),
-            cooling_at: None,
-        };
-        let undo = match self.cooling.iter().position(|a| *a == x) {
-            Some(i) if !undo.inserted => {
-                self.cooling.remove(i);
-                AddUndo {
-                    cooling_at: Some(i),
-                    ..undo
-                }
-            }
-            _ => undo,
-        };
+        undo.inserted = self.used.insert(x);
+        if !undo.inserted
+            && let Some(i) = self.cooling.iter().position(|a| *a == x)
+        {
+            self.cooling.remove(i);
+            undo.cooling_at = Some(i);
+        }
         self.leases.insert(x, lease);
         if dynamic {
             self.cursor = Some(x);
@@ -226,6 +315,10 @@ impl Pool {
     /// Takes back the [`Pool::add`] of `x` that returned `undo` (the last
     /// change to this pool), leaving the pool exactly as it was before.
     pub fn unadd(&mut self, x: u128, undo: AddUndo) {
+        self.data_gateway = undo.data_gateway;
+        if undo.claimed {
+            return;
+        }
         self.leases.remove(x);
         match undo.cooling_at {
             Some(i) => self.cooling.insert(i.min(self.cooling.len()), x),
@@ -234,28 +327,57 @@ impl Pool {
             }
             None => {}
         }
+        if let Some((g, lease)) = undo.replaced {
+            self.used.insert(g);
+            self.leases.insert(g, lease);
+        }
         self.cursor = undo.cursor;
+    }
+
+    /// Reserves `x` as the pool's gateway (named in RequestPool's `Data`).
+    pub fn reserve_gateway(&mut self, x: u128) -> Result<(), Error> {
+        let lease = Lease {
+            gateway: true,
+            ..Lease::default()
+        };
+        self.add(x, lease, false)?;
+        self.data_gateway = Some(x);
+        Ok(())
     }
 
     /// Releases a lease; `None` when the address was not leased, else what
     /// it takes to take the release back ([`Pool::unrelease`]).
     pub fn release(&mut self, x: u128) -> Option<ReleaseUndo> {
         let lease = self.leases.remove(x)?;
-        self.cooling.push_back(x);
-        let mut evicted = None;
-        if self.cooling.len() > COOLING_MAX
-            && let Some(old) = self.cooling.pop_front()
-        {
-            self.used.remove(old);
-            evicted = Some(old);
+        let mut undo = ReleaseUndo {
+            lease,
+            evicted: None,
+            data_gateway: self.data_gateway,
+        };
+        if self.data_gateway == Some(x) {
+            self.data_gateway = None;
         }
-        Some(ReleaseUndo { lease, evicted })
+        match self.reuse {
+            Reuse::Immediate => {
+                self.used.remove(x);
+            }
+            Reuse::Delayed => {
+                self.cooling.push_back(x);
+                if self.cooling.len() > COOLING_MAX
+                    && let Some(old) = self.cooling.pop_front()
+                {
+                    self.used.remove(old);
+                    undo.evicted = Some(old);
+                }
+            }
+        }
+        Some(undo)
     }
 
     /// Takes back the [`Pool::release`] of `x` that returned `undo` (the
     /// last change to this pool).
     pub fn unrelease(&mut self, x: u128, undo: ReleaseUndo) {
-        if self.cooling.back() == Some(&x) {
+        if self.reuse == Reuse::Delayed && self.cooling.back() == Some(&x) {
             self.cooling.pop_back();
         }
         if let Some(old) = undo.evicted {
@@ -264,20 +386,41 @@ impl Pool {
         }
         self.used.insert(x);
         self.leases.insert(x, undo.lease);
+        self.data_gateway = undo.data_gateway;
     }
 
-    /// Restores the cooling list and cursor from a snapshot.
-    pub fn restore(&mut self, cooling: &[IpAddr], cursor: Option<IpAddr>) -> Result<(), Error> {
+    /// Restores the cooling list, cursor and reserved gateway from a
+    /// snapshot. A pool that does not delay reuse drops its cooling list
+    /// (a state written before `reuse=` existed).
+    pub fn restore(
+        &mut self,
+        cooling: &[IpAddr],
+        cursor: Option<IpAddr>,
+        data_gateway: Option<IpAddr>,
+    ) -> Result<(), Error> {
         for a in cooling {
             let x = self.check_inside(*a)?;
             // Skip duplicates, leased and reserved addresses: all are
             // already in `used`, and cooling must only hold free ones.
-            if self.cooling.len() < COOLING_MAX && self.used.insert(x) {
+            if self.reuse == Reuse::Delayed
+                && self.cooling.len() < COOLING_MAX
+                && self.used.insert(x)
+            {
                 self.cooling.push_back(x);
             }
         }
         if let Some(c) = cursor {
             self.cursor = Some(self.check_inside(c)?);
+        }
+        if let Some(g) = data_gateway {
+            let x = self.check_inside(g)?;
+            if !self.leases.get(x).is_some_and(|l| l.gateway) {
+                return Err(Error::Inconsistent(format!(
+                    "pool {} names {g} as its gateway but holds no gateway lease for it",
+                    self.id
+                )));
+            }
+            self.data_gateway = Some(x);
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::{AddUndo, ReleaseUndo};
 use super::{
-    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, net_bounds, to_addr, to_u128,
+    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, net_bounds, to_addr, to_u128,
 };
 
 /// Held pools and what they hold.
@@ -78,17 +78,27 @@ impl State {
             Change::SetMains { v4, v6 } => {
                 Undo::Mains(self.mains.replace((v4.clone(), v6.clone())))
             }
-            Change::AddPool { id, auto, serial } => {
+            Change::AddPool {
+                id,
+                auto,
+                serial,
+                reuse,
+                data_gateway,
+            } => {
                 if let Some((held, _)) = self.overlapping(&id.subnet) {
                     return Err(Error::Inconsistent(format!(
                         "pool {id} added while {held} holds an overlapping subnet"
                     )));
                 }
+                let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse);
+                if let Some(g) = data_gateway {
+                    let x = pool.check_inside(*g)?;
+                    pool.reserve_gateway(x)?;
+                }
                 let f = Family::of_net(&id.subnet);
                 let (lo, hi) = net_bounds(&id.subnet);
                 self.index.insert((f, lo), (hi, id.clone()));
-                self.pools
-                    .insert(id.clone(), Pool::new(id.clone(), *auto, *serial));
+                self.pools.insert(id.clone(), pool);
                 Undo::AddPool(id.clone())
             }
             Change::ReleasePool { id } => Undo::ReleasePool(self.remove_pool(id).map(Box::new)),
@@ -175,6 +185,8 @@ impl State {
                     id: p.id.clone(),
                     auto: p.auto,
                     serial: p.serial,
+                    reuse: p.reuse,
+                    data_gateway: p.data_gateway(),
                     cursor: p.cursor(),
                     cooling: p.cooling().collect(),
                     leases: p.lease_map().clone(),
@@ -194,10 +206,13 @@ impl State {
         st.ula = s.ula;
         st.mains = s.mains.map(|m| (m.v4, m.v6));
         for p in s.pools {
+            // The reserved gateway is among the leases; it is marked below.
             st.apply(&Change::AddPool {
                 id: p.id.clone(),
                 auto: p.auto,
                 serial: p.serial,
+                reuse: p.reuse,
+                data_gateway: None,
             })?;
             let pool = st.pool_mut(&p.id)?;
             for l in p.leases {
@@ -209,7 +224,7 @@ impl State {
                 };
                 pool.add(x, lease, false)?;
             }
-            pool.restore(&p.cooling, p.cursor)?;
+            pool.restore(&p.cooling, p.cursor, p.data_gateway)?;
         }
         Ok(st)
     }
@@ -240,6 +255,8 @@ struct FrozenPool {
     id: PoolId,
     auto: bool,
     serial: bool,
+    reuse: Reuse,
+    data_gateway: Option<IpAddr>,
     cursor: Option<IpAddr>,
     cooling: Vec<IpAddr>,
     leases: Leases,
@@ -260,6 +277,8 @@ impl Frozen {
                         id: p.id.clone(),
                         auto: p.auto,
                         serial: p.serial,
+                        reuse: p.reuse,
+                        data_gateway: p.data_gateway,
                         cursor: p.cursor,
                         leases: p
                             .leases
@@ -305,6 +324,13 @@ pub struct SnapshotPool {
     pub auto: bool,
     #[serde(default)]
     pub serial: bool,
+    /// `reuse=`; left out when it is the default.
+    #[serde(default, skip_serializing_if = "Reuse::is_default")]
+    pub reuse: Reuse,
+    /// The gateway reserved with the pool and not yet claimed or replaced
+    /// by a gateway request (it is also among the leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_gateway: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<IpAddr>,
     #[serde(default)]

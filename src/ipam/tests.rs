@@ -249,7 +249,7 @@ fn main_pools_are_used_in_order_until_exhausted() {
     }
     let ipam = ipam_with("10.0.0.0/30", 24, "", 64);
     let err = ipam
-        .find_block(Family::V4, 24)
+        .find_block(Family::V4, 24, &[])
         .expect_err("block larger than the pool");
     let text = "no free /24 block left in the main IPv4 pools (10.0.0.0/30)";
     assert!(err.to_string().contains(text), "{err}");
@@ -381,9 +381,13 @@ fn addresses_by_prefix_length_until_the_pool_is_full() {
         "10.1.0.0/24    | gw | 10.1.0.1 10.1.0.2 10.1.0.3",
         "10.1.0.0/30    | gw | 10.1.0.1 10.1.0.2 PoolFull",
         "10.1.0.0/29    | gw | 10.1.0.1 10.1.0.2 10.1.0.3 10.1.0.4 10.1.0.5 10.1.0.6 PoolFull",
+        // Without a gateway request (Engine 29's macvlan) the gateway named
+        // in the pool's Data holds the first usable address all the same.
+        "10.1.0.0/24    | -  | 10.1.0.2 10.1.0.3",
         // RFC 3021: a /31 has no network or broadcast address.
         "10.1.0.0/31    | gw | 10.1.0.0 10.1.0.1 PoolFull",
-        "10.1.0.0/31    | -  | 10.1.0.0 10.1.0.1 PoolFull",
+        "10.1.0.0/31    | -  | 10.1.0.1 PoolFull",
+        // A single address gets no gateway in Data: a container may have it.
         "10.1.0.0/32    | gw | 10.1.0.0 PoolFull",
         "10.1.0.0/32    | -  | 10.1.0.0 PoolFull",
         // RFC 4291 §2.6.1: the subnet-router anycast address is not handed out.
@@ -391,8 +395,9 @@ fn addresses_by_prefix_length_until_the_pool_is_full() {
         "2001:db8::/126 | gw | 2001:db8::1 2001:db8::2 2001:db8::3 PoolFull",
         // RFC 6164: a /127 uses both addresses.
         "2001:db8::/127 | gw | 2001:db8:: 2001:db8::1 PoolFull",
-        "2001:db8::/127 | -  | 2001:db8:: 2001:db8::1 PoolFull",
+        "2001:db8::/127 | -  | 2001:db8::1 PoolFull",
         "2001:db8::/128 | gw | 2001:db8:: PoolFull",
+        "2001:db8::/128 | -  | 2001:db8:: PoolFull",
     ];
     for case in cases {
         let [subnet, gw, list] = row(case);
@@ -422,12 +427,13 @@ fn a_slash_24_hands_out_1_as_gateway_then_2_to_254() {
 fn a_slash_64_serves_100_000_addresses_without_enumerating() {
     let mut ipam = bare();
     let id = pool(&mut ipam, "2001:db8:1::/64", "", true, "").expect("pool");
+    // ::1 is the gateway named in Data; containers start at ::2.
     let got = dynamics(&mut ipam, &id, 100_000);
-    assert_eq!(got.last().map(String::as_str), Some("2001:db8:1::1:86a0"));
-    // A release in the middle cools; the next one continues at the top.
+    assert_eq!(got.last().map(String::as_str), Some("2001:db8:1::1:86a1"));
+    // A release in the middle is the lowest free address again at once.
     release(&mut ipam, &id, "2001:db8:1::5");
-    expect_next(&mut ipam, &id, "2001:db8:1::1:86a1");
-    assert_eq!(ipam.state().lease_count(), 100_000);
+    expect_next(&mut ipam, &id, "2001:db8:1::5 2001:db8:1::1:86a2");
+    assert_eq!(ipam.state().lease_count(), 100_002);
 }
 
 #[test]
@@ -435,7 +441,8 @@ fn dynamic_addresses_stay_in_the_ip_range_and_skip_its_first_address() {
     let cases = [
         // subnet | --ip-range | every dynamic address, in order
         "10.10.0.0/16  | 10.10.5.0/30      | 10.10.5.1 10.10.5.2 10.10.5.3 PoolFull",
-        "10.0.0.0/24   | 10.0.0.0/30       | 10.0.0.1 10.0.0.2 10.0.0.3 PoolFull",
+        // The range holds the pool's gateway (.1, named in Data).
+        "10.0.0.0/24   | 10.0.0.0/30       | 10.0.0.2 10.0.0.3 PoolFull",
         "10.0.0.0/24   | 10.0.0.252/30     | 10.0.0.253 10.0.0.254 PoolFull",
         "10.0.0.0/24   | 10.0.0.8/31       | 10.0.0.8 10.0.0.9 PoolFull",
         "10.0.0.0/24   | 10.0.0.8/32       | 10.0.0.8 PoolFull",
@@ -491,9 +498,9 @@ fn given_addresses_are_honoured_or_refused() {
 }
 
 #[test]
-fn recently_released_addresses_are_handed_out_last() {
+fn with_reuse_delayed_released_addresses_are_handed_out_last() {
     let mut ipam = bare();
-    let id = pool(&mut ipam, "10.1.0.0/29", "", false, "").expect("pool");
+    let id = pool(&mut ipam, "10.1.0.0/29", "", false, "reuse=delayed").expect("pool");
     assert_eq!(get(&mut ipam, &id, "gw"), "10.1.0.1");
     expect_next(&mut ipam, &id, "10.1.0.2 10.1.0.3 10.1.0.4 10.1.0.5");
     release(&mut ipam, &id, "10.1.0.5");
@@ -512,18 +519,19 @@ fn recently_released_addresses_are_handed_out_last() {
 #[test]
 fn cooling_remembers_at_most_cooling_max_addresses() {
     let mut ipam = bare();
-    let id = pool(&mut ipam, "10.0.0.0/20", "", false, "").expect("pool");
+    let id = pool(&mut ipam, "10.0.0.0/20", "", false, "reuse=delayed").expect("pool");
     let nth = |i: usize| to_addr(Family::V4, to_u128(ip("10.0.0.0")) + i as u128).to_string();
-    assert_eq!(dynamics(&mut ipam, &id, 1100).last(), Some(&nth(1100)));
-    for i in 1..=COOLING_MAX {
+    // .1 is the gateway named in Data.
+    assert_eq!(dynamics(&mut ipam, &id, 1100).last(), Some(&nth(1101)));
+    for i in 2..=COOLING_MAX + 1 {
         release(&mut ipam, &id, &nth(i));
     }
     let cooling = ipam.state().pool(&id).expect("held").cooling().count();
     assert_eq!(cooling, COOLING_MAX);
-    expect_next(&mut ipam, &id, &nth(1101));
+    expect_next(&mut ipam, &id, &nth(1102));
     // One more release pushes the oldest out of cooling: it is free again.
-    release(&mut ipam, &id, &nth(COOLING_MAX + 1));
-    expect_next(&mut ipam, &id, &nth(1));
+    release(&mut ipam, &id, &nth(COOLING_MAX + 2));
+    expect_next(&mut ipam, &id, &nth(2));
 }
 
 /// A lease as a replayed journal records a dynamic choice: it moves the
@@ -568,8 +576,9 @@ fn serial_rotates_after_the_last_dynamic_address_and_wraps() {
     serial.serial = true;
     let mut got = vec![addr_req(&mut ipam, &serial)];
     got.push(addr_req(&mut ipam, &request(&id, None, false))); // lowest free
-    got.push(addr_req(&mut ipam, &serial)); // after the cursor, now .1
-    let want = ["10.1.0.51", "10.1.0.1", "10.1.0.2"].map(|a| Ok(ip(a)));
+    got.push(addr_req(&mut ipam, &serial)); // after the cursor, now .2
+    // .1 is the gateway named in Data.
+    let want = ["10.1.0.51", "10.1.0.2", "10.1.0.3"].map(|a| Ok(ip(a)));
     assert_eq!(got, want);
 }
 
@@ -617,10 +626,12 @@ fn releases_are_idempotent_but_reject_foreign_addresses() {
 const MAC: Mac = Mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
 
 /// Pools in both spaces and families, leases with MAC and name, cooling
-/// addresses, a serial cursor and a released block.
+/// addresses, a serial cursor, reserved gateways not yet claimed and a
+/// released block.
 fn populated() -> (Ipam, Vec<PoolId>) {
     let mut ipam = ipam();
-    let a = pool(&mut ipam, "", "", false, "v4ab=29,serial=true").expect("auto /29");
+    let opts = "v4ab=29,serial=true,reuse=delayed";
+    let a = pool(&mut ipam, "", "", false, opts).expect("auto /29");
     let gone = pool(&mut ipam, "", "", false, "").expect("10.40.1.0/24");
     let b = pool(&mut ipam, "", "", true, "").expect("2001:db8:7700::/64");
     let c = explicit(&mut ipam, "GlobalDefault/10.99.0.0/24/10.99.0.8/29");
@@ -631,10 +642,10 @@ fn populated() -> (Ipam, Vec<PoolId>) {
 
     let mut web = request(&b, None, false);
     (web.mac, web.name) = (Some(MAC), Some("web-1".to_string()));
-    assert_eq!(addr_req(&mut ipam, &web), Ok(ip("2001:db8:7700::1")));
-    (web.mac, web.name) = (None, Some("web-2".to_string()));
     assert_eq!(addr_req(&mut ipam, &web), Ok(ip("2001:db8:7700::2")));
-    release(&mut ipam, &b, "2001:db8:7700::2");
+    (web.mac, web.name) = (None, Some("web-2".to_string()));
+    assert_eq!(addr_req(&mut ipam, &web), Ok(ip("2001:db8:7700::3")));
+    release(&mut ipam, &b, "2001:db8:7700::3");
 
     expect_next(&mut ipam, &c, "10.99.0.9 10.99.0.10 10.99.0.11 10.99.0.12");
     release(&mut ipam, &c, "10.99.0.11");
@@ -670,18 +681,18 @@ fn a_state_rebuilt_from_its_snapshot_answers_the_same() {
     assert_eq!(json(&restored), json(&original), "round trip");
 
     let v6pool = restored.state().pool(&ids[1]).expect("v6 pool");
-    let (_, lease) = v6pool.leases().next().expect("named lease");
+    let (_, lease) = v6pool.leases().nth(1).expect("named lease");
     let got = (lease.mac, lease.name.as_deref());
     assert_eq!(got, (Some(MAC), Some("web-1")));
 
     let want = [
         // serial pool: after the cursor .4, then the wrap finds only cooling .2
         "10.40.0.5 10.40.0.6 10.40.0.2 PoolFull PoolFull PoolFull",
-        // ::2 is cooling
+        // ::3 was released: the lowest free again (::1 is the gateway)
         "2001:db8:7700::3 2001:db8:7700::4 2001:db8:7700::5",
         "2001:db8:7700::6 2001:db8:7700::7 2001:db8:7700::8",
-        // range pool: fresh addresses, then the cooled ones oldest first
-        "10.99.0.13 10.99.0.14 10.99.0.15 10.99.0.11 10.99.0.9 PoolFull",
+        // range pool: the released .9 and .11 first, lowest first
+        "10.99.0.9 10.99.0.11 10.99.0.13 10.99.0.14 10.99.0.15 PoolFull",
         // the released block is reused
         "10.40.1.0/24 2001:db8:7700:1::/64",
     ];
@@ -729,7 +740,8 @@ fn a_damaged_cooling_list_never_hands_out_a_leased_or_reserved_address() {
         .collect();
     let leases = leases.join(",");
     for cooling in [r#"["10.0.0.6","10.0.0.6"]"#, r#"["10.0.0.7","10.0.0.0"]"#] {
-        let pool = format!(r#"{{"id":"{id}","leases":[{leases}],"cooling":{cooling}}}"#);
+        let pool =
+            format!(r#"{{"id":"{id}","reuse":"delayed","leases":[{leases}],"cooling":{cooling}}}"#);
         let snapshot = serde_json::from_str(&format!(r#"{{"pools":[{pool}]}}"#)).expect("JSON");
         let Ok(state) = State::from_snapshot(snapshot) else {
             continue; // refused as damaged: fine
@@ -756,6 +768,8 @@ fn a_refused_v6_change_names_the_generated_ula_it_replaces() {
             id: "LocalDefault/fd12:3456:789a::/64".parse().expect("id"),
             auto: true,
             serial: false,
+            reuse: Reuse::Immediate,
+            data_gateway: None,
         })
         .expect("pool");
     let settings = Settings {

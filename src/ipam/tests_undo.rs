@@ -28,10 +28,11 @@ fn random_change(ipam: &Ipam, rng: &mut Rng) -> Option<Change> {
     let pools: Vec<PoolId> = ipam.state().pools().map(|p| p.id.clone()).collect();
     let pick = rng.below(10);
     if pools.is_empty() || pick == 0 {
-        let options = std::collections::HashMap::from([(
-            "serial".to_string(),
-            (rng.below(2) == 0).to_string(),
-        )]);
+        let reuse = ["immediate", "delayed"][rng.below(2)];
+        let options = std::collections::HashMap::from([
+            ("serial".to_string(), (rng.below(2) == 0).to_string()),
+            ("reuse".to_string(), reuse.to_string()),
+        ]);
         let req = PoolRequest::parse("LocalDefault", "", "", false, &options).ok()?;
         return ipam.plan_pool(&req).ok();
     }
@@ -45,10 +46,17 @@ fn random_change(ipam: &Ipam, rng: &mut Rng) -> Option<Change> {
         let a = leased[rng.below(leased.len())];
         return ipam.plan_release_address(&id, a).ok().flatten();
     }
+    // A gateway request for another address replaces the reserved gateway.
+    let address = (pick == 6).then(|| {
+        let IpAddr::V4(base) = id.subnet.addr() else {
+            unreachable!("the test pools are IPv4")
+        };
+        IpAddr::V4((u32::from(base) + 1 + rng.below(6) as u32).into())
+    });
     let req = AddressRequest {
         pool: id,
-        address: None,
-        gateway: pick == 5,
+        address,
+        gateway: pick == 5 || pick == 6,
         serial: false,
         mac: None,
         name: Some(format!("c{}", rng.below(100))),
@@ -58,6 +66,7 @@ fn random_change(ipam: &Ipam, rng: &mut Rng) -> Option<Change> {
 
 #[test]
 fn taking_back_the_newest_changes_restores_the_state_exactly() {
+    let (mut undone, mut gateways) = (0, 0);
     for seed in 1..=16u64 {
         // /29 blocks fill up quickly, so cooling lists wrap and evict.
         let settings = Settings {
@@ -73,15 +82,23 @@ fn taking_back_the_newest_changes_restores_the_state_exactly() {
             let mut undos = Vec::new();
             for _ in 0..=rng.below(4) {
                 if let Some(c) = random_change(&ipam, &mut rng) {
+                    if let Change::AddAddress { gateway: true, .. } = c {
+                        gateways += 1;
+                    }
                     undos.push(ipam.apply(&c).expect("planned changes apply"));
                 }
             }
             if rng.below(3) == 0 {
                 while let Some(u) = undos.pop() {
                     ipam.undo(u);
+                    undone += 1;
                 }
                 assert_eq!(json(&ipam), before, "seed {seed}");
             }
         }
     }
+    assert!(
+        undone > 1000 && gateways > 100,
+        "{undone} undone, {gateways} gateway changes"
+    );
 }
