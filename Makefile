@@ -14,7 +14,7 @@ TARGET      ?= x86_64-unknown-linux-musl
 CARGO       ?= cargo
 BIN          = target/$(TARGET)/release/gipam
 
-.PHONY: all build run test lint bench soak plugin plugin-docker create enable disable remove push install clean
+.PHONY: all build run test lint bench bench-oha soak plugin plugin-docker create enable disable remove push install clean
 
 all: build
 
@@ -49,6 +49,10 @@ lint:
 
 bench:
 	$(CARGO) bench --locked --bench protocol
+
+## gipam vs a no-op warp server, both driven by oha (cargo install oha).
+bench-oha:
+	./scripts/oha-bench.sh
 
 ## kill -9 at random points under an 8-client storm, SOAK_KILLS times
 ## (default 100); prints kills, acknowledged operations, lost, duplicates.

@@ -195,6 +195,15 @@ async fn a_second_store_on_the_same_directory_is_refused() {
         }
         other => panic!("expected a lock error, got {:?}", other.err()),
     }
+    // The lock is the directory's own flock: deleting every file that
+    // looks like a lock does not let a second store in.
+    for f in ["pid", "lock"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    assert!(matches!(
+        LocalStore::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
 }
 
 #[tokio::test]
