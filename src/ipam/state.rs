@@ -118,12 +118,12 @@ impl State {
                     name: name.as_deref().map(Box::from),
                 };
                 let undo = p.add(x, lease, *dynamic)?;
-                Undo::AddAddress(pool.clone(), x, undo)
+                Undo::AddAddress(key(pool), x, undo)
             }
             Change::ReleaseAddress { pool, address } => {
                 let p = self.pool_mut(pool)?;
                 let x = to_u128(*address);
-                Undo::ReleaseAddress(pool.clone(), x, p.release(x))
+                Undo::ReleaseAddress(key(pool), x, p.release(x))
             }
         })
     }
@@ -145,18 +145,24 @@ impl State {
                 self.index.insert((f, lo), (hi, pool.id.clone()));
                 self.pools.insert(pool.id.clone(), *pool);
             }
-            Undo::AddAddress(id, x, u) => {
-                if let Some(p) = self.pools.get_mut(&id) {
+            Undo::AddAddress(k, x, u) => {
+                if let Some(p) = self.pool_at(k) {
                     p.unadd(x, u);
                 }
             }
             Undo::ReleaseAddress(_, _, None) => {}
-            Undo::ReleaseAddress(id, x, Some(u)) => {
-                if let Some(p) = self.pools.get_mut(&id) {
+            Undo::ReleaseAddress(k, x, Some(u)) => {
+                if let Some(p) = self.pool_at(k) {
                     p.unrelease(x, u);
                 }
             }
         }
+    }
+
+    /// The pool whose subnet starts at `k` (see [`key`]).
+    fn pool_at(&mut self, k: (Family, u128)) -> Option<&mut Pool> {
+        let (_, id) = self.index.get(&k)?;
+        self.pools.get_mut(id)
     }
 
     fn remove_pool(&mut self, id: &PoolId) -> Option<Pool> {
@@ -230,6 +236,12 @@ impl State {
     }
 }
 
+/// Where a pool stands in the index: cheaper to keep in an undo record than
+/// a clone of its id (held pools never overlap, so it names one pool).
+fn key(id: &PoolId) -> (Family, u128) {
+    (Family::of_net(&id.subnet), net_bounds(&id.subnet).0)
+}
+
 /// What it takes to take back one applied [`Change`] (a change whose
 /// commit failed): the values it replaced.
 #[derive(Debug)]
@@ -238,8 +250,8 @@ pub enum Undo {
     Mains(Option<(Vec<IpNet>, Vec<IpNet>)>),
     AddPool(PoolId),
     ReleasePool(Option<Box<Pool>>),
-    AddAddress(PoolId, u128, AddUndo),
-    ReleaseAddress(PoolId, u128, Option<ReleaseUndo>),
+    AddAddress((Family, u128), u128, AddUndo),
+    ReleaseAddress((Family, u128), u128, Option<ReleaseUndo>),
 }
 
 /// A copy of the state taken for a snapshot (see [`State::freeze`]).
