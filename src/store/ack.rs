@@ -5,8 +5,9 @@
 //! a crash leaves, and which is safe to drop) from damage to acknowledged
 //! lines at its end (a flipped byte, a truncation, zeros): both look like a
 //! bad tail. This record is the outside witness. The writer rewrites it
-//! whenever it falls idle, at least every [`ACK_EVERY`] under load, and on a
-//! clean stop; a start refuses a state whose journals end before it.
+//! once it has been idle for [`ACK_IDLE`], at least every [`ACK_EVERY`]
+//! under load, and on a clean stop; a start refuses a state whose journals
+//! end before it.
 //!
 //! The file holds two fixed slots, written in turn, each one line
 //! `gipam-ack <n> <gen> <len> <seq> <crc32>`: a write torn by a crash spoils
@@ -25,6 +26,9 @@ pub const ACKED: &str = "acked";
 
 /// Longest a busy writer goes without rewriting the record.
 pub const ACK_EVERY: Duration = Duration::from_millis(50);
+
+/// How long the writer must have been idle before it rewrites the record.
+pub const ACK_IDLE: Duration = Duration::from_millis(5);
 
 /// Bytes a slot takes (one disk sector each, so a torn write of one slot
 /// cannot reach the other).

@@ -29,7 +29,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::ack::{ACK_EVERY, AckFile, Acked};
+use super::ack::{ACK_EVERY, ACK_IDLE, AckFile, Acked};
 use super::journal::{self, SNAPSHOT, SnapshotFile};
 use crate::ipam::{Change, Frozen};
 
@@ -133,9 +133,21 @@ impl Writer {
                 let mut q = lock(&self.shared.queue);
                 while q.pending.is_empty() && !q.closing {
                     if self.ack_behind() {
-                        drop(q);
-                        self.write_ack();
-                        q = lock(&self.shared.queue);
+                        // Idle for a moment: note how far the journal is
+                        // acknowledged. Not at once, so that a client
+                        // sending one request after another does not wait
+                        // for a second fsync each time.
+                        let (g, idle) = self
+                            .shared
+                            .wake
+                            .wait_timeout(q, ACK_IDLE)
+                            .unwrap_or_else(|p| p.into_inner());
+                        q = g;
+                        if idle.timed_out() && q.pending.is_empty() && !q.closing {
+                            drop(q);
+                            self.write_ack();
+                            q = lock(&self.shared.queue);
+                        }
                         continue;
                     }
                     q = self.shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
