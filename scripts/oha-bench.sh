@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLIENTS=${CLIENTS:-64}
+# Another gipam binary to measure (e.g. an older build), else this tree's.
+GIPAM_BIN=${GIPAM_BIN:-./target/release/gipam}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 ROUNDS=${ROUNDS:-2}
 
@@ -25,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-./target/release/gipam --socket "$dir/gipam.sock" --state-dir "$dir/state" \
+"$GIPAM_BIN" --socket "$dir/gipam.sock" --state-dir "$dir/state" \
     --v6 fd00:6a:7e::/48 --log warn &
 pids+=($!)
 ./target/release/examples/noop "$dir/noop.sock" &
@@ -48,8 +50,9 @@ run() { # socket -> "req/s p50_ms p99_ms non200"
         --unix-socket "$1" http://x/IpamDriver.RequestAddress)
     local rps p50 p99 codes
     rps=$(awk '/Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '/ 50(\.00)?% in / {print $3*1000}' <<<"$out")
-    p99=$(awk '/ 99(\.00)?% in / {print $3*1000}' <<<"$out")
+    # oha prints "50.00% in 0.0856 ms" (older versions: "… secs").
+    p50=$(awk '/ 50(\.00)?% in / {v = $3; if ($4 ~ /^sec/) v *= 1000; print v}' <<<"$out")
+    p99=$(awk '/ 99(\.00)?% in / {v = $3; if ($4 ~ /^sec/) v *= 1000; print v}' <<<"$out")
     codes=$(awk '/\[[0-9]+\] [0-9]+ responses/ {gsub(/[\[\]]/,"",$1); if ($1 != "200") n += $2} END {print n+0}' <<<"$out")
     echo "$rps ${p50:-?} ${p99:-?} $codes"
 }
