@@ -34,6 +34,8 @@ pub struct LocalStore {
 /// What the files hold, once read and checked.
 struct Loaded {
     state: State,
+    /// The journal the snapshot continues in (older ones were folded).
+    next_gen: u64,
     seq: u64,
     gen_now: u64,
     size: u64,
@@ -49,14 +51,52 @@ impl LocalStore {
     /// [`LocalStore::open`] with the journal size that triggers a snapshot
     /// (COMPACT_BYTES; tests make it small).
     pub fn open_with(dir: &Path, compact_min: u64) -> Result<(LocalStore, State), StoreError> {
+        let (opened, state) = LocalStore::load(dir)?;
+        Ok((opened.start(compact_min)?, state))
+    }
+
+    /// Locks `dir` (creating it if needed) and reads its state, writing
+    /// nothing: dropping the [`Opened`] leaves the directory as it was
+    /// (a start that refuses its settings touches nothing);
+    /// [`Opened::start`] begins writing.
+    pub fn load(dir: &Path) -> Result<(Opened, State), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| StoreError::io(dir, "create directory", e))?;
         let lock = take_lock(dir)?;
+        let mut loaded = load(dir)?;
+        let state = std::mem::take(&mut loaded.state);
+        Ok((
+            Opened {
+                dir: dir.to_path_buf(),
+                lock,
+                loaded,
+            },
+            state,
+        ))
+    }
+}
+
+/// A locked state directory whose state has been read, with nothing
+/// written yet.
+pub struct Opened {
+    dir: std::path::PathBuf,
+    lock: File,
+    loaded: Loaded,
+}
+
+impl Opened {
+    /// Starts the store: records the holder's pid, removes what an earlier
+    /// crash left (a half-written snapshot, journals already folded into
+    /// the snapshot, a torn tail) and starts the journal writer.
+    pub fn start(self, compact_min: u64) -> Result<LocalStore, StoreError> {
+        let Opened { dir, lock, loaded } = self;
+        let dir = dir.as_path();
+        write_pid(dir);
         let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
-        let loaded = load(dir)?;
+        writer::drop_journals(dir, 0, loaded.next_gen)?;
         let path = journal::journal_path(dir, loaded.gen_now);
         let file = open_journal(&path, loaded.size)?;
         sync_dir(dir)?;
@@ -105,14 +145,11 @@ impl LocalStore {
             .name("gipam-journal".into())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::io(dir, "start journal writer for", e))?;
-        Ok((
-            LocalStore {
-                shared,
-                writer: Mutex::new(Some(handle)),
-                _lock: lock,
-            },
-            loaded.state,
-        ))
+        Ok(LocalStore {
+            shared,
+            writer: Mutex::new(Some(handle)),
+            _lock: lock,
+        })
     }
 }
 
@@ -130,8 +167,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
     }
     let ack = acked.map(|(_, a)| a).unwrap_or_default();
     // Journals older than the snapshot were folded into it by a snapshot
-    // that stopped before deleting them.
-    writer::drop_journals(dir, 0, next_gen)?;
+    // that stopped before deleting them ([`Opened::start`] deletes them).
     let live: Vec<u64> = gens.into_iter().filter(|g| *g >= next_gen).collect();
     let missing = |g: u64, why: &str| StoreError::Corrupt {
         path: journal::journal_path(dir, g),
@@ -183,6 +219,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
     }
     Ok(Loaded {
         state,
+        next_gen,
         seq,
         gen_now,
         size,
@@ -326,7 +363,7 @@ impl Drop for LocalStore {
 
 /// Locks the state directory itself (flock on the directory), so that no
 /// path operation — deleting a file, say — can let a second gipam in. The
-/// holder's pid is written to `pid`, for the message only.
+/// holder's pid is in `pid` ([`write_pid`]), for the message only.
 fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let d = File::open(dir).map_err(|e| StoreError::io(dir, "open", e))?;
     let pid_path = dir.join("pid");
@@ -341,6 +378,12 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
             holder,
         });
     }
+    Ok(d)
+}
+
+/// Records the lock holder's pid in `pid`.
+fn write_pid(dir: &Path) {
+    let pid_path = dir.join("pid");
     let written = OpenOptions::new()
         .write(true)
         .create(true)
@@ -351,7 +394,6 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
     if let Err(e) = written {
         log::debug!("cannot write {}: {e}", pid_path.display());
     }
-    Ok(d)
 }
 
 /// The snapshot: (state, next journal, its change number, whether a file
