@@ -133,11 +133,11 @@ pub fn stranded(strands: &Strands, v4: &Given, v6: &Given, at: &Deployment) -> S
     let now = each(&|s| Some(Stranded::value(&s.now))).unwrap_or_default();
     let remove = match each(&|s| s.old_value()) {
         Some(back) => format!(
-            "first {}, docker network rm them, then {}",
+            "put the old pools back ({}), docker network rm them, then set the new pools again ({})",
             at.apply(&back),
             at.apply(&now)
         ),
-        None => "first set the main pools that hold them back, docker network rm them, then set the new ones".to_string(),
+        None => "put main pools that hold them back, docker network rm them, then set the new pools again".to_string(),
     };
     format!(
         "gipam refused its main pools at start: {}. To keep those networks, with new networks taken from the new pools first: {}. Or remove those networks: {remove}",

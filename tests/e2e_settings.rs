@@ -166,7 +166,7 @@ fn b2_stranding_main_pools_are_refused_with_the_set_line_that_keeps_them() {
                     "docker plugin set {short} V4=10.253.0.0/16,10.252.0.0/16 V6=2001:db8:e252::/48,{ula};"
                 ),
                 &format!(
-                    "Or remove those networks: first docker plugin disable -f {short}; docker plugin set {short} V4=10.252.0.0/16 V6="
+                    "Or remove those networks: put the old pools back (docker plugin disable -f {short}; docker plugin set {short} V4=10.252.0.0/16 V6=; docker plugin enable {short}), docker network rm them"
                 ),
             ],
         );

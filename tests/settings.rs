@@ -155,7 +155,7 @@ fn main_pools_that_strand_live_networks_are_refused_with_the_fix_the_state_untou
         "--v4 10.50.0.0/16 (was 10.40.0.0/16) no longer contains LocalDefault/10.40.0.0/24, held by live networks".to_string(),
         format!("--v6 2001:db8:9900::/48 (was empty: the generated ULA {ula}) no longer contains LocalDefault/{ula_block}"),
         format!("start gipam again with --v4 10.50.0.0/16,10.40.0.0/16 --v6 2001:db8:9900::/48,{ula}"),
-        "Or remove those networks: first start gipam again with --v4 10.40.0.0/16 --v6 \"\", docker network rm them, then start gipam again with --v4 10.50.0.0/16 --v6 2001:db8:9900::/48".to_string(),
+        "Or remove those networks: put the old pools back (start gipam again with --v4 10.40.0.0/16 --v6 \"\"), docker network rm them, then set the new pools again (start gipam again with --v4 10.50.0.0/16 --v6 2001:db8:9900::/48)".to_string(),
     ] {
         assert!(reason.contains(&part), "no {part:?} in: {reason}");
     }
