@@ -7,6 +7,8 @@
 #   make test      install/start what the tests need, run the whole suite
 #   make bench     print the benchmark figures (see BENCHMARKS.md)
 #   make soak      100 kill -9s under load, then lost/duplicate counts
+#   make settings  print every setting (gipam --help of the plugin's binary)
+#   make help      print this list
 
 PLUGIN_NAME ?= org/gipam
 TAG         ?= latest
@@ -14,9 +16,17 @@ TARGET      ?= x86_64-unknown-linux-musl
 CARGO       ?= cargo
 BIN          = target/$(TARGET)/release/gipam
 
-.PHONY: all build run test lint bench bench-oha soak plugin plugin-docker create enable disable remove push install clean
+.PHONY: all help settings build run test lint bench bench-oha soak plugin plugin-docker create enable disable remove push install clean
 
 all: build
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+## gipam --help of target/gipam-static, the binary in the plugin: every
+## setting with its environment name, flag and default.
+settings: build
+	@./target/gipam-static --help
 
 ## The statically linked binary that goes into the plugin's rootfs
 ## (target/gipam-static). musl when the target is (or can be) installed,

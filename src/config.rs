@@ -3,19 +3,33 @@
 //! default; validated into a [`Config`] before anything starts. Sources are
 //! passed in (args and an env iterator), so tests never touch the process
 //! environment.
+//!
+//! Where the line between refusing and exiting lies: only a command line
+//! that cannot be parsed, or a place to listen that is not valid (SOCKET,
+//! ADDRESS, SPEC_FILE, ALLOW_REMOTE), is [`ConfigError::Invalid`] and stops
+//! gipam (exit 2): with no place to listen there is no one to answer. Every
+//! other value gipam refuses, from a flag or the environment alike, comes
+//! back as [`Config::core`]`= Err(`[`Refused`]`)`: gipam still listens and
+//! answers every IPAM request with the reason (a managed plugin's settings
+//! are its environment, and Docker shows a plugin's answers, never its
+//! output). LOG, MAX_CONNECTIONS and CLIENT_TIMEOUT then serve with their
+//! defaults.
 
+mod table;
 mod values;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Arg, ArgAction, Command};
+use clap::ArgMatches;
 use ipnet::IpNet;
 
 use crate::api::server::Limits;
 use crate::ipam::{Family, Settings};
+use table::*;
 use values::*;
+pub use values::{Given, Origin};
 
 /// The IPv4 pool used when V4 is not set: Docker's local defaults start at
 /// 172.17.0.0/16 (plus 192.168.0.0/16 and, for swarm, 10.0.0.0/8), Podman's
@@ -29,109 +43,6 @@ const ULA_SHAPE: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(
     48,
 ));
 
-/// One setting.
-struct Setting {
-    env: &'static str,
-    aliases: &'static [&'static str],
-    flag: &'static str,
-    default: &'static str,
-    help: &'static str,
-}
-
-const SETTINGS: &[Setting] = &[
-    Setting {
-        env: "V4",
-        aliases: &["GIPAM_V4"],
-        flag: "v4",
-        default: DEFAULT_V4,
-        help: "main IPv4 pool(s), comma-separated CIDRs",
-    },
-    Setting {
-        env: "V4AB",
-        aliases: &["GIPAM_V4AB"],
-        flag: "v4ab",
-        default: "24",
-        help: "prefix length of the IPv4 block one network gets",
-    },
-    Setting {
-        env: "V6",
-        aliases: &["GIPAM_V6"],
-        flag: "v6",
-        default: "",
-        help: "main IPv6 pool(s); empty: a ULA /48 generated once and kept in the state",
-    },
-    Setting {
-        env: "V6AB",
-        aliases: &["GIPAM_V6AB"],
-        flag: "v6ab",
-        default: "64",
-        help: "prefix length of the IPv6 block one network gets",
-    },
-    Setting {
-        env: "STATE_DIR",
-        aliases: &[],
-        flag: "state-dir",
-        default: "/var/lib/gipam",
-        help: "directory of the durable state (GIPAM_FILE=path uses the file's directory)",
-    },
-    Setting {
-        env: "SOCKET",
-        aliases: &[],
-        flag: "socket",
-        default: "/run/docker/plugins/gipam.sock",
-        help: "unix socket to serve on",
-    },
-    Setting {
-        env: "ADDRESS",
-        aliases: &["GIPAM_ADDRESS"],
-        flag: "address",
-        default: "",
-        help: "serve on TCP host:port instead (:port means loopback) and write SPEC_FILE",
-    },
-    Setting {
-        env: "SPEC_FILE",
-        aliases: &[],
-        flag: "spec-file",
-        default: "/etc/docker/plugins/gipam.spec",
-        help: "plugin spec file written when ADDRESS is set; an existing one is replaced only if it is a stale one of gipam's",
-    },
-    Setting {
-        env: "ALLOW_REMOTE",
-        aliases: &[],
-        flag: "allow-remote",
-        default: "false",
-        help: "allow ADDRESS on a non-loopback address: gipam has no authentication, so every host that reaches it can allocate, release and list addresses",
-    },
-    Setting {
-        env: "MAX_CONNECTIONS",
-        aliases: &[],
-        flag: "max-connections",
-        default: "256",
-        help: "most client connections open at once; more are closed as soon as they are accepted",
-    },
-    Setting {
-        env: "CLIENT_TIMEOUT",
-        aliases: &[],
-        flag: "client-timeout",
-        default: "5",
-        help: "seconds a client may take to send a request's headers or its body, or to read a reply; also how long an idle connection stays open",
-    },
-    Setting {
-        env: "COMPACT_BYTES",
-        aliases: &[],
-        flag: "compact-bytes",
-        default: "16777216",
-        help: "journal size (bytes, at least 4096) past which it is folded into a new snapshot",
-    },
-    Setting {
-        env: "LOG",
-        aliases: &[],
-        flag: "log",
-        default: "info",
-        help: "log filter, env_logger syntax (e.g. debug, gipam=trace)",
-    },
-];
-
 /// Where to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
@@ -142,54 +53,224 @@ pub enum Listen {
     },
 }
 
-/// Validated settings.
+/// Where and how gipam answers: valid whenever there is a [`Config`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub settings: Settings,
-    pub state_dir: PathBuf,
+pub struct Serve {
     pub listen: Listen,
-    /// Journal size that triggers a snapshot (the snapshot's own size
-    /// raises it).
-    pub compact_bytes: u64,
     /// What one client may hold and for how long.
     pub limits: Limits,
     pub log: String,
 }
 
-/// Why no config came out.
+/// What gipam serves with: the allocator's settings and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Core {
+    pub settings: Settings,
+    pub state_dir: PathBuf,
+    /// Journal size that triggers a snapshot (the snapshot's own size
+    /// raises it).
+    pub compact_bytes: u64,
+    /// How V4 and V6 were given: a fix for main pools that strand live
+    /// networks is written the same way.
+    pub v4: Given,
+    pub v6: Given,
+}
+
+/// The settings gipam refuses, each with its one-line reason (which
+/// starts with the setting as given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub Vec<(Given, String)>);
+
+impl Refused {
+    /// Every reason, on one line.
+    pub fn reasons(&self) -> String {
+        let all: Vec<&str> = self.0.iter().map(|(_, why)| why.as_str()).collect();
+        all.join("; ")
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub serve: Serve,
+    /// What to serve with, or the settings gipam refuses; then it answers
+    /// every IPAM request with the reason (see the module doc).
+    pub core: Result<Core, Refused>,
+}
+
+/// Why gipam does not start at all.
 #[derive(Debug)]
 pub enum ConfigError {
     /// `--help` or `--version`: print this and exit 0.
     Info(String),
-    /// Bad input: print this one line and exit non-zero.
+    /// A command line that cannot be parsed, or no valid place to listen:
+    /// print this one line and exit 2.
     Invalid(String),
 }
 
-fn command() -> Command {
-    let mut cmd = Command::new("gipam")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Docker IPAM driver: per-network blocks from routed prefixes, kept durably")
-        .after_help("Flags override environment variables, which override defaults.");
-    for s in SETTINGS {
-        let mut env = s.env.to_string();
-        for a in s.aliases {
-            env.push_str(", ");
-            env.push_str(a);
-        }
-        let default = if s.default.is_empty() {
-            "none".to_string()
-        } else {
-            s.default.to_string()
+/// Every setting's value and where it came from.
+struct Sources(Vec<(&'static str, Given)>);
+
+impl Sources {
+    fn read(matches: &ArgMatches, env: &HashMap<String, String>) -> Sources {
+        let given = |s: &Setting| -> Given {
+            let found = matches
+                .get_one::<String>(s.flag)
+                .map(|v| (Origin::Flag(s.flag), v.clone()))
+                .or_else(|| {
+                    env.get(s.env)
+                        .map(|v| (Origin::Env(s.env.into()), v.clone()))
+                })
+                .or_else(|| {
+                    s.aliases
+                        .iter()
+                        .find_map(|a| env.get(*a).map(|v| (Origin::Env((*a).into()), v.clone())))
+                })
+                .or_else(|| {
+                    (s.env == "STATE_DIR")
+                        .then(|| env.get("GIPAM_FILE"))
+                        .flatten()
+                        .map(|f| (Origin::Env("GIPAM_FILE".into()), parent_dir(f)))
+                });
+            let (origin, text) =
+                found.unwrap_or_else(|| (Origin::Default(s.env), s.default.to_string()));
+            Given {
+                origin,
+                text: text.trim().to_string(),
+            }
         };
-        cmd = cmd.arg(
-            Arg::new(s.flag)
-                .long(s.flag)
-                .value_name(s.env)
-                .action(ArgAction::Set)
-                .help(format!("{} [env: {env}] [default: {default}]", s.help)),
-        );
+        Sources(SETTINGS.iter().map(|s| (s.env, given(s))).collect())
     }
-    cmd
+
+    fn get(&self, env: &'static str) -> Given {
+        self.0
+            .iter()
+            .find(|(e, _)| *e == env)
+            .map(|(_, g)| g.clone())
+            .unwrap_or(Given {
+                origin: Origin::Default(env),
+                text: String::new(),
+            })
+    }
+}
+
+/// Keeps a parsed value, or records why `given` is refused.
+fn keep<T>(refused: &mut Vec<(Given, String)>, given: &Given, r: Result<T, String>) -> Option<T> {
+    r.map_err(|why| refused.push((given.clone(), why))).ok()
+}
+
+/// Where to listen; an error stops gipam (module doc).
+fn listen(src: &Sources) -> Result<Listen, String> {
+    let address = src.get("ADDRESS");
+    if address.text.is_empty() {
+        let socket = src.get("SOCKET");
+        if socket.text.is_empty() {
+            return Err(format!(
+                "{} is empty; give a path such as /run/docker/plugins/gipam.sock",
+                socket.name()
+            ));
+        }
+        return Ok(Listen::Unix(PathBuf::from(socket.text)));
+    }
+    let addr = tcp_address(&address)?;
+    let remote = boolean(&src.get("ALLOW_REMOTE"))?;
+    if !addr.ip().is_loopback() && !remote {
+        let allow = if address.is_flag() {
+            "--allow-remote true"
+        } else {
+            "ALLOW_REMOTE=true"
+        };
+        return Err(format!(
+            "{address} is not a loopback address: gipam has no authentication, so every host that reaches it could allocate, release and list addresses; use 127.0.0.1:PORT, or set {allow} to serve other hosts"
+        ));
+    }
+    let spec = src.get("SPEC_FILE");
+    if spec.text.is_empty() {
+        return Err(format!(
+            "{} is empty; give a path such as /etc/docker/plugins/gipam.spec",
+            spec.name()
+        ));
+    }
+    Ok(Listen::Tcp {
+        addr,
+        spec_file: PathBuf::from(spec.text),
+    })
+}
+
+/// The allocator's settings and the state's place; `None` when one of
+/// them is refused (recorded in `refused`).
+fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
+    let (v4g, v6g) = (src.get("V4"), src.get("V6"));
+    let v4 = match keep(refused, &v4g, pools(&v4g, Family::V4)) {
+        Some(v) if v.is_empty() => {
+            let default = Given {
+                origin: Origin::Default("V4"),
+                text: DEFAULT_V4.into(),
+            };
+            keep(refused, &default, pools(&default, Family::V4))
+        }
+        other => other,
+    };
+    let v6 = keep(refused, &v6g, pools(&v6g, Family::V6));
+    // A block size is checked against the pools only when they are valid.
+    let v4abg = src.get("V4AB");
+    let mains4 = v4.as_deref().unwrap_or(&[]);
+    let v4ab = keep(refused, &v4abg, block(&v4abg, Family::V4, mains4));
+    let v6abg = src.get("V6AB");
+    let mains6: &[IpNet] = match &v6 {
+        Some(v) if v.is_empty() => &[ULA_SHAPE],
+        Some(v) => v,
+        None => &[],
+    };
+    let v6ab = keep(refused, &v6abg, block(&v6abg, Family::V6, mains6));
+    let dir = src.get("STATE_DIR");
+    let state_dir = if dir.text.is_empty() {
+        let why = format!(
+            "{} is empty; give a directory such as /var/lib/gipam",
+            dir.name()
+        );
+        refused.push((dir, why));
+        None
+    } else {
+        Some(PathBuf::from(&dir.text))
+    };
+    let compact = src.get("COMPACT_BYTES");
+    let bytes = compact
+        .text
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n >= 4096)
+        .ok_or_else(|| format!("{compact} is not a number of bytes >= 4096"));
+    let compact_bytes = keep(refused, &compact, bytes);
+    Some(Core {
+        settings: Settings {
+            v4: v4?,
+            v6: v6?,
+            v4ab: v4ab?,
+            v6ab: v6ab?,
+        },
+        state_dir: state_dir?,
+        compact_bytes: compact_bytes?,
+        v4: v4g,
+        v6: v6g,
+    })
+}
+
+/// clap's error as one line (help and version are not errors).
+fn clap_error(e: clap::Error) -> ConfigError {
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ConfigError::Info(e.to_string())
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("");
+            ConfigError::Invalid(format!(
+                "{}; gipam --help lists every flag",
+                first.trim_start_matches("error: ")
+            ))
+        }
+    }
 }
 
 impl Config {
@@ -200,104 +281,38 @@ impl Config {
         A: IntoIterator<Item = String>,
         E: IntoIterator<Item = (String, String)>,
     {
-        let matches = command()
-            .try_get_matches_from(args)
-            .map_err(|e| match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    ConfigError::Info(e.to_string())
-                }
-                _ => ConfigError::Invalid(e.to_string().lines().next().unwrap_or("").to_string()),
-            })?;
+        let matches = command().try_get_matches_from(args).map_err(clap_error)?;
         let env: HashMap<String, String> = env.into_iter().collect();
-        let mut raw: HashMap<&'static str, String> = HashMap::new();
-        for s in SETTINGS {
-            let v = matches
-                .get_one::<String>(s.flag)
-                .cloned()
-                .or_else(|| env.get(s.env).cloned())
-                .or_else(|| s.aliases.iter().find_map(|a| env.get(*a).cloned()))
-                .or_else(|| {
-                    (s.env == "STATE_DIR")
-                        .then(|| env.get("GIPAM_FILE"))
-                        .flatten()
-                        .map(|f| parent_dir(f))
-                })
-                .unwrap_or_else(|| s.default.to_string());
-            raw.insert(s.env, v.trim().to_string());
-        }
-        let get = |k: &str| raw.get(k).cloned().unwrap_or_default();
-        let invalid = ConfigError::Invalid;
+        let src = Sources::read(&matches, &env);
+        let listen = listen(&src).map_err(ConfigError::Invalid)?;
 
-        let v4 = pools("V4", &get("V4"), Family::V4).map_err(invalid)?;
-        let v4 = if v4.is_empty() {
-            pools("V4", DEFAULT_V4, Family::V4).map_err(invalid)?
-        } else {
-            v4
-        };
-        let v6 = pools("V6", &get("V6"), Family::V6).map_err(invalid)?;
-        let v4ab = block("V4AB", &get("V4AB"), Family::V4, &v4).map_err(invalid)?;
-        let v6_for_check: &[IpNet] = if v6.is_empty() { &[ULA_SHAPE] } else { &v6 };
-        let v6ab = block("V6AB", &get("V6AB"), Family::V6, v6_for_check).map_err(invalid)?;
-
-        let state_dir = PathBuf::from(get("STATE_DIR"));
-        if state_dir.as_os_str().is_empty() {
-            return Err(invalid(
-                "STATE_DIR is empty; give a directory such as /var/lib/gipam".into(),
-            ));
-        }
-        let listen = match get("ADDRESS").as_str() {
-            "" => {
-                let socket = get("SOCKET");
-                if socket.is_empty() {
-                    return Err(invalid(
-                        "SOCKET is empty; give a path such as /run/docker/plugins/gipam.sock"
-                            .into(),
-                    ));
-                }
-                Listen::Unix(PathBuf::from(socket))
-            }
-            a => {
-                let addr = tcp_address(a).map_err(invalid)?;
-                let remote = boolean("ALLOW_REMOTE", &get("ALLOW_REMOTE")).map_err(invalid)?;
-                if !addr.ip().is_loopback() && !remote {
-                    return Err(invalid(format!(
-                        "ADDRESS={a} is not a loopback address: gipam has no authentication, so every host that reaches it could allocate, release and list addresses; use 127.0.0.1:PORT, or set ALLOW_REMOTE=true to serve other hosts"
-                    )));
-                }
-                let spec_file = PathBuf::from(get("SPEC_FILE"));
-                if spec_file.as_os_str().is_empty() {
-                    return Err(invalid(
-                        "SPEC_FILE is empty; give a path such as /etc/docker/plugins/gipam.spec"
-                            .into(),
-                    ));
-                }
-                Listen::Tcp { addr, spec_file }
-            }
-        };
+        let mut refused = Vec::new();
+        let defaults = Limits::default();
+        let max = src.get("MAX_CONNECTIONS");
+        let timeout = src.get("CLIENT_TIMEOUT");
         let limits = Limits {
-            max_connections: count("MAX_CONNECTIONS", &get("MAX_CONNECTIONS"), 1, 1 << 20)
-                .map_err(invalid)?,
-            client_timeout: seconds("CLIENT_TIMEOUT", &get("CLIENT_TIMEOUT")).map_err(invalid)?,
+            max_connections: keep(&mut refused, &max, count(&max, 1, 1 << 20))
+                .unwrap_or(defaults.max_connections),
+            client_timeout: keep(&mut refused, &timeout, seconds(&timeout))
+                .unwrap_or(defaults.client_timeout),
         };
-        let log = get("LOG");
-        check_log_filter(&log).map_err(invalid)?;
-        let compact = get("COMPACT_BYTES");
-        let compact_bytes = compact
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n >= 4096)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "COMPACT_BYTES={compact} is not a number of bytes >= 4096"
-                ))
-            })?;
+        let log = src.get("LOG");
+        let log = match keep(&mut refused, &log, check_log_filter(&log)) {
+            Some(()) => log.text,
+            None => "info".to_string(),
+        };
+        let core = core(&src, &mut refused);
+        let core = match core {
+            Some(core) if refused.is_empty() => Ok(core),
+            _ => Err(Refused(refused)),
+        };
         Ok(Config {
-            settings: Settings { v4, v6, v4ab, v6ab },
-            state_dir,
-            listen,
-            compact_bytes,
-            limits,
-            log,
+            serve: Serve {
+                listen,
+                limits,
+                log,
+            },
+            core,
         })
     }
 }

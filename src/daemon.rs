@@ -1,6 +1,11 @@
 //! Starting and stopping the daemon: open the store, build the allocator,
 //! bind the listener, serve, and on shutdown make the last change durable
-//! and remove the socket (or spec file).
+//! and remove the socket (or spec file). A start refused for its settings
+//! or its state binds the listener all the same and serves the routes'
+//! refusing mode, leaving the state directory untouched, so that Docker
+//! enables the plugin (it only checks that the socket answers) and shows
+//! the reason where the user looks; see `config` for where refusing ends
+//! and exiting begins.
 
 use std::future::Future;
 use std::io::Read;
@@ -8,9 +13,10 @@ use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 
-use crate::api::server;
-use crate::config::{Config, Listen};
-use crate::ipam::{Change, Ipam};
+use crate::api::{Mode, server};
+use crate::config::{Config, Core, Listen};
+use crate::ipam::{Change, Family, Ipam};
+use crate::refusal::{self, Deployment};
 use crate::service::Service;
 use crate::store::{LocalStore, Store};
 
@@ -60,29 +66,103 @@ fn generate_ula() -> Result<Ipv6Net, String> {
     Ipv6Net::new(octets.into(), 48).map_err(|e| e.to_string())
 }
 
-/// Runs the daemon until `shutdown` resolves.
+/// What a start that is not refused serves with.
+struct Started {
+    svc: Arc<Service>,
+    store: Arc<dyn Store>,
+    /// The start-up line's description of the state.
+    summary: String,
+}
+
+/// Runs the daemon until `shutdown` resolves. A start refused for its
+/// settings or its state still listens, and answers every IPAM request
+/// with the reason (`api::Mode::Refusing`); only a place it cannot listen
+/// on returns an error.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let serve = config.serve;
     // A SOCKET or SPEC_FILE gipam may not replace stops the start before
     // the state is touched.
-    crate::listen::preflight(&config.listen)?;
-    let dir = config.state_dir.clone();
-    let compact = config.compact_bytes;
-    let (store, state) = tokio::task::spawn_blocking(move || LocalStore::open_with(&dir, compact))
+    crate::listen::preflight(&serve.listen)?;
+    let at = Deployment::detect(&serve.listen);
+    let started = match config.core {
+        Ok(core) => start(core, &at).await,
+        Err(refused) => Err(refusal::settings(&refused, &at)),
+    };
+    let bound = crate::listen::bind(&serve.listen).await?;
+    if let Listen::Tcp { addr, .. } = &serve.listen
+        && !addr.ip().is_loopback()
+    {
+        log::warn!(
+            "ALLOW_REMOTE is set: serving {} on a non-loopback address; every host that reaches it can allocate, release and list addresses, with no authentication and no encryption; limit access with a firewall",
+            bound.serving
+        );
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    match started {
+        Ok(s) => {
+            log::info!(
+                "gipam {version} serving on {} ({})",
+                bound.serving,
+                s.summary
+            );
+            server::run(bound.listener, s.svc, serve.limits, shutdown).await;
+            bound.owned.remove();
+            let store = s.store;
+            let closed = tokio::task::spawn_blocking(move || store.close())
+                .await
+                .map_err(|e| e.to_string())?;
+            closed.map_err(|e| e.to_string())?;
+            log::info!("gipam stopped; state is durable");
+        }
+        Err(reason) => {
+            // Once, on stderr: the dockerd log tags a plugin's stderr as
+            // an error. Refused requests log only at debug.
+            eprintln!("{reason}");
+            log::info!(
+                "gipam {version} listening on {}, refusing every IPAM request with the reason above until it is restarted",
+                bound.serving
+            );
+            server::run(
+                bound.listener,
+                Mode::Refusing(reason.into()),
+                serve.limits,
+                shutdown,
+            )
+            .await;
+            bound.owned.remove();
+            log::info!("gipam stopped; its state was not touched");
+        }
+    }
+    Ok(())
+}
+
+/// Opens the state and checks the settings against it; the error is the
+/// refusal's reason, and leaves the state directory as it was.
+async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
+    let dir = core.state_dir.clone();
+    let cannot_open = |e: String| format!("gipam cannot open its state: {e}");
+    let (opened, state) = tokio::task::spawn_blocking(move || LocalStore::load(&dir))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| cannot_open(e.to_string()))?
+        .map_err(|e| cannot_open(e.to_string()))?;
+    let mut ipam = Ipam::new(core.settings.clone(), state)
+        .map_err(|strands| refusal::stranded(&strands, &core.v4, &core.v6, at))?;
+    let compact = core.compact_bytes;
+    let store = tokio::task::spawn_blocking(move || opened.start(compact))
+        .await
+        .map_err(|e| cannot_open(e.to_string()))?
+        .map_err(|e| cannot_open(e.to_string()))?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let mut ipam = Ipam::new(config.settings.clone(), state)?;
     let mut changes = Vec::new();
-    if config.settings.v6.is_empty() && ipam.state().ula().is_none() {
+    if core.settings.v6.is_empty() && ipam.state().ula().is_none() {
         changes.push(Change::SetUla {
             prefix: generate_ula()?,
         });
     }
-    let mains = (config.settings.v4.clone(), config.settings.v6.clone());
+    let mains = (core.settings.v4.clone(), core.settings.v6.clone());
     if ipam.state().mains() != Some(&mains) {
         changes.push(Change::SetMains {
             v4: mains.0,
@@ -91,41 +171,27 @@ pub async fn run(
     }
     for change in changes {
         ipam.apply(&change).map_err(|e| e.to_string())?;
-        store.commit(change).1.await.map_err(|e| e.to_string())?;
+        store.commit(change).1.await.map_err(cannot_open_store)?;
     }
-    let pools = ipam.state().pools().count();
-    let leases = ipam.state().lease_count();
-    let v6: Vec<String> = ipam
-        .mains(crate::ipam::Family::V6)
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    let v4: Vec<String> = config.settings.v4.iter().map(|n| n.to_string()).collect();
-    let svc = Arc::new(Service::new(ipam, store.clone()));
-
-    let bound = crate::listen::bind(&config.listen).await?;
-    if let Listen::Tcp { addr, .. } = &config.listen
-        && !addr.ip().is_loopback()
-    {
-        log::warn!(
-            "ALLOW_REMOTE is set: serving {} on a non-loopback address; every host that reaches it can allocate, release and list addresses, with no authentication and no encryption; limit access with a firewall",
-            bound.serving
-        );
-    }
-    log::info!(
-        "gipam {} serving on {} (state {}: {pools} pools, {leases} leases; V4={} V6={})",
-        env!("CARGO_PKG_VERSION"),
-        bound.serving,
-        config.state_dir.display(),
-        v4.join(","),
-        v6.join(",")
+    let join = |nets: Vec<ipnet::IpNet>| -> String {
+        let all: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+        all.join(",")
+    };
+    let summary = format!(
+        "state {}: {} pools, {} leases; V4={} V6={}",
+        core.state_dir.display(),
+        ipam.state().pools().count(),
+        ipam.state().lease_count(),
+        join(ipam.mains(Family::V4)),
+        join(ipam.mains(Family::V6))
     );
-    server::run(bound.listener, svc, config.limits, shutdown).await;
-    bound.owned.remove();
-    let closed = tokio::task::spawn_blocking(move || store.close())
-        .await
-        .map_err(|e| e.to_string())?;
-    closed.map_err(|e| e.to_string())?;
-    log::info!("gipam stopped; state is durable");
-    Ok(())
+    Ok(Started {
+        svc: Arc::new(Service::new(ipam, store.clone())),
+        store,
+        summary,
+    })
+}
+
+fn cannot_open_store(e: crate::store::StoreError) -> String {
+    format!("gipam cannot record its main pools in its state: {e}")
 }

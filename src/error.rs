@@ -24,6 +24,9 @@ pub enum Error {
     Ipam(ipam::Error),
     /// The change could not be made durable (HTTP 500).
     Store(StoreError),
+    /// gipam refused its settings or state at start and answers every
+    /// IPAM request with this reason (HTTP 500).
+    Refused(std::sync::Arc<str>),
 }
 
 impl From<ipam::Error> for Error {
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
             ),
             Error::Ipam(e) => e.fmt(f),
             Error::Store(e) => e.fmt(f),
+            Error::Refused(reason) => f.write_str(reason),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
 //!   gipam does not own.
+//! - [`refusal`]: the one-line reason of a refused start, with its fix.
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod error;
 pub mod ipam;
 pub mod listen;
+pub mod refusal;
 pub mod routes;
 pub mod service;
 pub mod store;

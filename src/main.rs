@@ -1,5 +1,8 @@
 //! The gipam daemon: read settings, start logging, open the store, serve
-//! until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
+//! until SIGTERM, SIGINT, SIGHUP or SIGQUIT. Exits at once only for
+//! `--help`/`--version` (0), a command line it cannot parse or a place it
+//! cannot listen on (2, or 1 when binding fails); settings or a state it
+//! refuses are answered on the socket instead (`daemon::run`).
 
 use std::process::ExitCode;
 
@@ -18,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::new()
-        .parse_filters(&config.log)
+        .parse_filters(&config.serve.log)
         .format_timestamp_millis()
         // A managed plugin's stdout lands in the dockerd log at level info;
         // stderr would be tagged as an error there.

@@ -2,6 +2,17 @@
 //! JSON body (protocol doc §1). Routing, body limits and the one place an
 //! [`Error`] becomes an HTTP reply live here; the server and its shutdown in
 //! [`server`].
+//!
+//! The routes serve in one of two [`Mode`]s. Serving, every endpoint goes
+//! to the [`Service`]. Refusing — gipam could not start with its settings
+//! or its state — the handshake still answers (Activate, GetCapabilities,
+//! GetDefaultAddressSpaces: Docker registers the driver only when they
+//! do, and remembers empty capabilities when GetCapabilities fails,
+//! protocol doc §1.4), and every call that would read or change the state
+//! (RequestPool, RequestAddress, ReleasePool, ReleaseAddress, and gipam's
+//! own status reads) answers HTTP 500 with the reason, so that
+//! `docker network create` and `docker run` show it. Nothing is parsed,
+//! allocated or written in that mode.
 
 mod handlers;
 pub mod server;
@@ -25,18 +36,33 @@ use crate::service::Service;
 /// Largest request body accepted. Docker's requests are a few hundred bytes.
 pub const MAX_BODY: usize = 64 << 10;
 
+/// What the routes answer with (module doc).
+#[derive(Clone)]
+pub enum Mode {
+    /// Every endpoint through the service.
+    Serving(Arc<Service>),
+    /// The handshake only; everything else is refused with this reason.
+    Refusing(Arc<str>),
+}
+
+impl From<Arc<Service>> for Mode {
+    fn from(svc: Arc<Service>) -> Mode {
+        Mode::Serving(svc)
+    }
+}
+
 /// The filter serving every endpoint, with the default body timeout.
 pub fn routes(
-    svc: Arc<Service>,
+    mode: impl Into<Mode>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
-    routes_with(svc, server::Limits::default().client_timeout)
+    routes_with(mode.into(), server::Limits::default().client_timeout)
 }
 
 /// The filter serving every endpoint; a body that has not fully arrived
 /// within `body_timeout` is answered 408 and the connection closed.
 pub fn routes_with(
-    svc: Arc<Service>,
+    mode: Mode,
     body_timeout: Duration,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
@@ -44,10 +70,10 @@ pub fn routes_with(
         .and(warp::path::full())
         .and(warp::body::stream())
         .then(move |method: Method, path: FullPath, body| {
-            let svc = svc.clone();
+            let mode = mode.clone();
             async move {
                 let result = match tokio::time::timeout(body_timeout, read_body(body)).await {
-                    Ok(Ok(bytes)) => dispatch(&svc, &method, path.as_str(), &bytes).await,
+                    Ok(Ok(bytes)) => dispatch(&mode, &method, path.as_str(), &bytes).await,
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(Error::Timeout(body_timeout)),
                 };
@@ -90,7 +116,7 @@ fn json<T: Serialize>(v: T) -> Result<Response, Error> {
 }
 
 async fn dispatch(
-    svc: &Service,
+    mode: &Mode,
     method: &Method,
     path: &str,
     body: &[u8],
@@ -113,10 +139,14 @@ async fn dispatch(
     if method != Method::POST {
         return Err(Error::Method(method.to_string()));
     }
+    let svc = match (path, mode) {
+        ("/Plugin.Activate", _) => return json(handlers::activate()),
+        ("/IpamDriver.GetCapabilities", _) => return json(handlers::capabilities()),
+        ("/IpamDriver.GetDefaultAddressSpaces", _) => return json(handlers::address_spaces()),
+        (_, Mode::Refusing(reason)) => return Err(Error::Refused(reason.clone())),
+        (_, Mode::Serving(svc)) => svc,
+    };
     match path {
-        "/Plugin.Activate" => json(handlers::activate()),
-        "/IpamDriver.GetCapabilities" => json(handlers::capabilities()),
-        "/IpamDriver.GetDefaultAddressSpaces" => json(handlers::address_spaces()),
         "/IpamDriver.RequestPool" => json(handlers::request_pool(svc, body).await?),
         "/IpamDriver.ReleasePool" => json(handlers::release_pool(svc, body).await?),
         "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
@@ -139,12 +169,19 @@ fn reply(path: &str, result: Result<Response, Error>) -> Response {
         Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-        Error::Ipam(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Ipam(_) | Error::Store(_) | Error::Refused(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     // The path is the client's text too: shown as is only when it is short
     // and plain.
     let plain = path.len() <= crate::ipam::QUOTE_MAX && path.bytes().all(|b| b.is_ascii_graphic());
-    if plain {
+    if matches!(err, Error::Refused(_)) {
+        // The reason was logged once at start; every refused request
+        // repeating it would bury it.
+        log::debug!(
+            "{}: refused (settings or state refused at start)",
+            crate::ipam::quote(path)
+        );
+    } else if plain {
         log::warn!("{path}: {err}");
     } else {
         log::warn!("{}: {err}", crate::ipam::quote(path));

@@ -35,9 +35,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::routes_with;
 use super::stall::Stall;
-use crate::service::Service;
+use super::{Mode, routes_with};
 
 /// How long in-flight requests get once shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -75,13 +74,14 @@ pub enum Listener {
 /// grace period ran out).
 pub async fn run(
     listener: Listener,
-    svc: Arc<Service>,
+    mode: impl Into<Mode>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let mode = mode.into();
     match listener {
-        Listener::Unix(l) => serve(l, svc, limits, shutdown).await,
-        Listener::Tcp(l) => serve(l, svc, limits, shutdown).await,
+        Listener::Unix(l) => serve(l, mode, limits, shutdown).await,
+        Listener::Tcp(l) => serve(l, mode, limits, shutdown).await,
     }
 }
 
@@ -110,11 +110,11 @@ impl Accept for TcpListener {
 
 async fn serve<L: Accept>(
     listener: L,
-    svc: Arc<Service>,
+    mode: Mode,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let routes = routes_with(svc, limits.client_timeout);
+    let routes = routes_with(mode, limits.client_timeout);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut bursts = Bursts::default();

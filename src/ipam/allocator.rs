@@ -42,6 +42,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::hostroute::collision_end;
+use super::stranded::{Stranded, Strands};
 use super::{
     Change, Error, Family, HostRoute, Mac, PoolId, PoolOptions, State, Undo, first_usable,
     net_bounds, parse_net, to_addr,
@@ -187,48 +188,41 @@ pub struct Ipam {
 impl Ipam {
     /// An allocator over `state`. Refuses settings that leave a held
     /// automatic block outside every main pool of its family.
-    pub fn new(settings: Settings, state: State) -> Result<Ipam, String> {
+    pub fn new(settings: Settings, state: State) -> Result<Ipam, Strands> {
         let ipam = Ipam { settings, state };
-        let mut orphans: HashMap<Family, Vec<String>> = HashMap::new();
-        for p in ipam.state.pools().filter(|p| p.auto) {
-            let f = Family::of_net(&p.id.subnet);
-            if !ipam.mains(f).iter().any(|m| m.contains(&p.id.subnet)) {
-                orphans.entry(f).or_default().push(p.id.to_string());
+        let mut strands = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let mains = ipam.mains(family);
+            let held: Vec<PoolId> = ipam
+                .state
+                .pools()
+                .filter(|p| p.auto && Family::of_net(&p.id.subnet) == family)
+                .filter(|p| !mains.iter().any(|m| m.contains(&p.id.subnet)))
+                .map(|p| p.id.clone())
+                .collect();
+            if held.is_empty() {
+                continue;
             }
+            let was = ipam.state.mains().map(|(v4, v6)| match family {
+                Family::V4 => v4.clone(),
+                Family::V6 => v6.clone(),
+            });
+            let now = match family {
+                Family::V4 => ipam.settings.v4.clone(),
+                Family::V6 => ipam.settings.v6.clone(),
+            };
+            strands.push(Stranded {
+                family,
+                now,
+                was,
+                ula: ipam.state.ula(),
+                held,
+            });
         }
-        let mut lines = Vec::new();
-        for f in [Family::V4, Family::V6] {
-            if let Some(ids) = orphans.get(&f) {
-                let (name, list) = match f {
-                    Family::V4 => ("V4", &ipam.settings.v4),
-                    Family::V6 => ("V6", &ipam.settings.v6),
-                };
-                let join = |l: &[IpNet]| -> String {
-                    l.iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                };
-                let was = match (ipam.state.mains(), f) {
-                    (Some((v4, _)), Family::V4) => format!(" (was {name}={})", join(v4)),
-                    (Some((_, v6)), Family::V6) if v6.is_empty() => match ipam.state.ula() {
-                        Some(ula) => format!(" (was {name} empty: the generated {ula})"),
-                        None => format!(" (was {name} empty)"),
-                    },
-                    (Some((_, v6)), Family::V6) => format!(" (was {name}={})", join(v6)),
-                    (None, _) => String::new(),
-                };
-                lines.push(format!(
-                    "{name}={}{was} no longer contains the blocks {} held by live networks; put their range back into {name} or remove those networks first",
-                    join(list),
-                    ids.join(", ")
-                ));
-            }
-        }
-        if lines.is_empty() {
+        if strands.is_empty() {
             Ok(ipam)
         } else {
-            Err(lines.join("; "))
+            Err(Strands(strands))
         }
     }
 

@@ -37,6 +37,7 @@ mod options;
 mod pool;
 mod poolid;
 mod state;
+mod stranded;
 
 pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
@@ -51,6 +52,7 @@ pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
+pub use stranded::{Stranded, Strands};
 
 #[cfg(test)]
 mod tests;

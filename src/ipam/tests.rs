@@ -724,6 +724,7 @@ fn settings_may_not_orphan_a_held_auto_block() {
             assert_eq!(want, "ok", "{case}");
             continue;
         };
+        let e = e.to_string();
         let named = want != "ok" && words(want).iter().all(|n| e.contains(n));
         assert!(named, "{case}: {e}");
         assert!(!e.contains("192.168.50"), "explicit pool blamed: {e}");
@@ -778,9 +779,15 @@ fn a_refused_v6_change_names_the_generated_ula_it_replaces() {
         v4ab: 24,
         v6ab: 64,
     };
-    let err = Ipam::new(settings, state).expect_err("strands a block");
+    let err = Ipam::new(settings, state)
+        .expect_err("strands a block")
+        .to_string();
     assert!(
-        err.contains("V6=2001:db8::/48 (was V6 empty: the generated fd12:3456:789a::/48)"),
+        err.contains("V6=2001:db8::/48 (was empty: the generated ULA fd12:3456:789a::/48)"),
         "{err}"
+    );
+    assert!(
+        err.contains("keep them with V6=2001:db8::/48,fd12:3456:789a::/48"),
+        "the ULA spelled out: {err}"
     );
 }

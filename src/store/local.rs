@@ -4,21 +4,22 @@
 //! `journal.rs`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::ack::{self, AckFile, Acked};
+use super::ack;
 use super::journal::{self, SNAPSHOT, SnapshotFile};
-use super::writer::{self, Item, Queue, Shared, Writer, lock, sync_dir};
+use super::writer::{self, Item, Queue, Shared, lock, sync_dir};
 use super::{Durable, Store, StoreError, Ticket};
 use crate::ipam::{Change, Frozen, State};
+
+mod opened;
+pub use opened::Opened;
 
 /// A journal is folded into the snapshot once it is larger than this and
 /// larger than the snapshot itself.
@@ -34,6 +35,8 @@ pub struct LocalStore {
 /// What the files hold, once read and checked.
 struct Loaded {
     state: State,
+    /// The journal the snapshot continues in (older ones were folded).
+    next_gen: u64,
     seq: u64,
     gen_now: u64,
     size: u64,
@@ -49,69 +52,30 @@ impl LocalStore {
     /// [`LocalStore::open`] with the journal size that triggers a snapshot
     /// (COMPACT_BYTES; tests make it small).
     pub fn open_with(dir: &Path, compact_min: u64) -> Result<(LocalStore, State), StoreError> {
+        let (opened, state) = LocalStore::load(dir)?;
+        Ok((opened.start(compact_min)?, state))
+    }
+
+    /// Locks `dir` (creating it if needed) and reads its state, writing
+    /// nothing: dropping the [`Opened`] leaves the directory as it was
+    /// (a start that refuses its settings touches nothing);
+    /// [`Opened::start`] begins writing.
+    pub fn load(dir: &Path) -> Result<(Opened, State), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| StoreError::io(dir, "create directory", e))?;
         let lock = take_lock(dir)?;
-        let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
-        let loaded = load(dir)?;
-        let path = journal::journal_path(dir, loaded.gen_now);
-        let file = open_journal(&path, loaded.size)?;
-        sync_dir(dir)?;
-        let acked = Acked {
-            gen_: loaded.gen_now,
-            len: loaded.size,
-            seq: loaded.seq,
-        };
-        let ack = AckFile::open(dir, loaded.ack_n, acked)?;
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            queue: Mutex::new(Queue {
-                pending: Vec::new(),
-                next_seq: loaded.seq + 1,
-                failed: None,
-                closing: false,
-            }),
-            wake: Condvar::new(),
-            epoch: AtomicU64::new(0),
-            durable: AtomicU64::new(loaded.seq),
-            failed: AtomicBool::new(false),
-            compacting: AtomicBool::new(false),
-            compactor: Mutex::new(None),
-            snapshot_len: AtomicU64::new(
-                fs::metadata(dir.join(SNAPSHOT))
-                    .map(|m| m.len())
-                    .unwrap_or(0),
-            ),
-            journal_len: AtomicU64::new(loaded.size),
-            compact_min,
-            retry_at: AtomicU64::new(0),
-        });
-        let writer = Writer {
-            shared: shared.clone(),
-            file,
-            gen_now: loaded.gen_now,
-            size: loaded.size,
-            alloc: loaded.size,
-            seq: loaded.seq,
-            ack,
-            dirty: false,
-            prealloc_after: 0,
-            acked_at: Instant::now(),
-        };
-        let handle = std::thread::Builder::new()
-            .name("gipam-journal".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::io(dir, "start journal writer for", e))?;
+        let mut loaded = load(dir)?;
+        let state = std::mem::take(&mut loaded.state);
         Ok((
-            LocalStore {
-                shared,
-                writer: Mutex::new(Some(handle)),
-                _lock: lock,
+            Opened {
+                dir: dir.to_path_buf(),
+                lock,
+                loaded,
             },
-            loaded.state,
+            state,
         ))
     }
 }
@@ -130,8 +94,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
     }
     let ack = acked.map(|(_, a)| a).unwrap_or_default();
     // Journals older than the snapshot were folded into it by a snapshot
-    // that stopped before deleting them.
-    writer::drop_journals(dir, 0, next_gen)?;
+    // that stopped before deleting them ([`Opened::start`] deletes them).
     let live: Vec<u64> = gens.into_iter().filter(|g| *g >= next_gen).collect();
     let missing = |g: u64, why: &str| StoreError::Corrupt {
         path: journal::journal_path(dir, g),
@@ -183,6 +146,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
     }
     Ok(Loaded {
         state,
+        next_gen,
         seq,
         gen_now,
         size,
@@ -326,7 +290,7 @@ impl Drop for LocalStore {
 
 /// Locks the state directory itself (flock on the directory), so that no
 /// path operation — deleting a file, say — can let a second gipam in. The
-/// holder's pid is written to `pid`, for the message only.
+/// holder's pid is in `pid` ([`write_pid`]), for the message only.
 fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let d = File::open(dir).map_err(|e| StoreError::io(dir, "open", e))?;
     let pid_path = dir.join("pid");
@@ -340,16 +304,6 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
             path: dir.to_path_buf(),
             holder,
         });
-    }
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&pid_path)
-        .and_then(|mut f| writeln!(f, "{}", std::process::id()));
-    if let Err(e) = written {
-        log::debug!("cannot write {}: {e}", pid_path.display());
     }
     Ok(d)
 }

@@ -24,7 +24,7 @@ use std::pin::Pin;
 
 use crate::ipam::{Change, Frozen};
 
-pub use local::LocalStore;
+pub use local::{LocalStore, Opened};
 
 /// Resolves once a committed change is durable (or failed to become so).
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;

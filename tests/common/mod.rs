@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -119,6 +119,8 @@ pub struct Daemon {
     pub state: PathBuf,
     /// Where the daemon's log (its stdout) goes, appended across restarts.
     pub log: PathBuf,
+    /// Where its stderr goes (a refused start's one line), appended too.
+    pub errors: PathBuf,
     pub args: Vec<String>,
     /// Start the process under this umask (through `sh -c 'umask …; exec …'`).
     pub umask: Option<u32>,
@@ -140,6 +142,7 @@ impl Daemon {
             socket: dir.path().join("gipam.sock"),
             state: dir.path().join("state"),
             log: dir.path().join("gipam.log"),
+            errors: dir.path().join("gipam.err"),
             args: args.iter().map(|s| s.to_string()).collect(),
             umask: None,
             dir,
@@ -149,11 +152,14 @@ impl Daemon {
 
     /// Starts the process (again) and waits until the socket answers.
     pub fn spawn(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| e.to_string())?;
+        let append = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| e.to_string())
+        };
+        let (log, errors) = (append(&self.log)?, append(&self.errors)?);
         let bin = env!("CARGO_BIN_EXE_gipam");
         let mut cmd = match self.umask {
             Some(mask) => {
@@ -173,7 +179,7 @@ impl Daemon {
             .args(&self.args)
             .env("LOG", "warn")
             .stdout(log)
-            .stderr(Stdio::inherit())
+            .stderr(errors)
             .spawn()
             .map_err(|e| e.to_string())?;
         self.child = Some(child);
@@ -182,7 +188,8 @@ impl Daemon {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                return Err(format!("gipam exited at start: {status}"));
+                let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
+                return Err(format!("gipam exited at start: {status}: {errors}"));
             }
             if let Ok(mut c) = Client::connect(&self.socket)
                 && c.call("IpamDriver.GetCapabilities", &Value::Null).is_ok()

@@ -243,10 +243,10 @@ fn tcp_off_loopback_needs_allow_remote_and_warns() {
     assert_eq!(out.status.code(), Some(2));
     let line = refusal(&out);
     assert!(
-        line.contains("ADDRESS=0.0.0.0:0 is not a loopback address"),
+        line.contains("--address 0.0.0.0:0 is not a loopback address"),
         "{line}"
     );
-    assert!(line.contains("ALLOW_REMOTE=true"), "{line}");
+    assert!(line.contains("set --allow-remote true"), "{line}");
     assert!(!spec.exists());
     // An IPv4-mapped loopback address is not loopback by the strict rule,
     // yet reachable only from this host: the warning is tested on it.

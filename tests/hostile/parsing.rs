@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{call, daemon};
+use super::{Daemon, call, daemon};
 
 /// Leading zeros and anything after `/` that is not a prefix length are
 /// refused in every field that takes an address or a CIDR, naming the
@@ -97,22 +97,21 @@ fn addresses_and_cidrs_are_parsed_strictly_in_every_field() {
     }
 }
 
-/// Bad settings are strict too: a one-line refusal at start.
+/// Bad settings are strict too: refused at start, with one line that
+/// every IPAM call answers.
 #[test]
 fn a_main_pool_with_leading_zeros_is_refused_at_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gipam"))
-        .args(["--v4", "010.040.000.000/16", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"))
-        .output()
-        .expect("run gipam");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("V4=010.040.000.000/16"), "{stderr}");
-    assert!(stderr.contains("leading zero"), "{stderr}");
+    let mut d = Daemon::new(&["--v4", "010.040.000.000/16"]);
+    d.spawn().expect("a refused setting still answers");
+    let mut c = d.client();
+    let body =
+        json!({"AddressSpace":"LocalDefault","Pool":"","SubPool":"","Options":{},"V6":false});
+    let (status, v) = call(&mut c, "IpamDriver.RequestPool", body);
+    assert_eq!(status, 500, "{v}");
+    let err = v["Err"].as_str().expect("Err");
+    assert!(err.contains("--v4 010.040.000.000/16"), "{err}");
+    assert!(err.contains("leading zero"), "{err}");
+    assert!(!d.state.exists(), "nothing written");
 }
 
 /// A 60 KiB field comes back as a short prefix, in the reply and the log.

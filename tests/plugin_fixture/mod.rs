@@ -102,9 +102,13 @@ pub fn addresses(leases: &BTreeSet<Lease>) -> BTreeSet<IpAddr> {
     leases.iter().map(|l| l.1).collect()
 }
 
-/// The file dockerd writes its log (and its plugins' output) to.
+/// The file dockerd writes its log (and its plugins' output) to: its
+/// stderr, found through its pid file (GIPAM_DOCKERD_PIDFILE, else
+/// /var/run/docker.pid).
 pub fn dockerd_log() -> Option<PathBuf> {
-    let pid = std::fs::read_to_string("/var/run/docker.pid").ok()?;
+    let pidfile =
+        std::env::var("GIPAM_DOCKERD_PIDFILE").unwrap_or_else(|_| "/var/run/docker.pid".into());
+    let pid = std::fs::read_to_string(pidfile).ok()?;
     std::fs::read_link(format!("/proc/{}/fd/2", pid.trim())).ok()
 }
 
