@@ -26,6 +26,17 @@
 //! - Releases: the daemon releases the gateway it took from `Data` like any
 //!   other at network removal, and ReleasePool frees everything.
 //!
+//! # The pool tree
+//!
+//! A request with `tags=`/`scope_filter_tags=` or `pool=` draws its block
+//! from the tree (`tree_plan.rs`): the first pool in tree order that
+//! carries every tag and has a free block of its size, skipping its
+//! excluded ranges and its children (which are pools of their own). Other
+//! requests draw from the main pools as before, skipping the tree's
+//! top-level pools, which the operator set apart. Reserved addresses are
+//! skipped by every choice gipam makes, and `--ip` for one is refused
+//! unless the requester is the one it is reserved for.
+//!
 //! # Host routes
 //!
 //! The blocks gipam chooses (automatic and size-only requests) skip those
@@ -190,7 +201,12 @@ impl Ipam {
     pub fn new(settings: Settings, state: State) -> Result<Ipam, String> {
         let ipam = Ipam { settings, state };
         let mut orphans: HashMap<Family, Vec<String>> = HashMap::new();
-        for p in ipam.state.pools().filter(|p| p.auto) {
+        // Blocks drawn from the tree belong to the tree, not to V4/V6.
+        for p in ipam
+            .state
+            .pools()
+            .filter(|p| p.auto && p.tree_pool.is_none())
+        {
             let f = Family::of_net(&p.id.subnet);
             if !ipam.mains(f).iter().any(|m| m.contains(&p.id.subnet)) {
                 orphans.entry(f).or_default().push(p.id.to_string());
@@ -260,41 +276,76 @@ impl Ipam {
 
     /// Plans a RequestPool.
     pub fn plan_pool(&self, req: &PoolRequest) -> Result<Change, Error> {
-        let (subnet, auto) = match req.spec {
-            PoolSpec::Subnet(net) => {
-                if let Some((held, _)) = self.state.overlapping(&net) {
+        let draw = self.draw(req)?;
+        let (subnet, auto, tree_pool) = match (&req.spec, &draw) {
+            (PoolSpec::Subnet(net), _) => {
+                if let Some((held, _)) = self.state.overlapping(net) {
                     return Err(Error::Overlap {
-                        requested: net,
+                        requested: *net,
                         held: held.clone(),
                     });
                 }
-                (net, false)
+                let from = match &draw {
+                    Some(cands) => Some(self.tree_subnet(net, cands)?),
+                    None => None,
+                };
+                (*net, false, from)
             }
-            PoolSpec::Size(prefix) => {
-                let block = self.find_block(req.family, prefix, &req.host_routes)?;
-                (block, true)
+            (PoolSpec::Size(prefix), Some(cands)) => {
+                let (net, name) = self.tree_block(req, Some(*prefix), cands)?;
+                (net, true, Some(name))
             }
-            PoolSpec::Auto => {
+            (PoolSpec::Auto, Some(cands)) => {
+                let (net, name) = self.tree_block(req, None, cands)?;
+                (net, true, Some(name))
+            }
+            (PoolSpec::Size(prefix), None) => {
+                let block = self.find_block(req.family, *prefix, &req.host_routes)?;
+                (block, true, None)
+            }
+            (PoolSpec::Auto, None) => {
                 let prefix = req.options.block(req.family).unwrap_or(match req.family {
                     Family::V4 => self.settings.v4ab,
                     Family::V6 => self.settings.v6ab,
                 });
-                (self.find_block(req.family, prefix, &req.host_routes)?, true)
+                let block = self.find_block(req.family, prefix, &req.host_routes)?;
+                (block, true, None)
             }
         };
-        // Every pool but a single address gets its gateway now (module doc).
+        // Every pool but a single address gets its gateway now (module
+        // doc): the first usable address no container has reserved.
         let data_gateway = (subnet.prefix_len() < subnet.max_prefix_len())
-            .then(|| to_addr(req.family, first_usable(&subnet)));
-        Ok(Change::AddPool {
-            id: PoolId {
-                space: req.space.to_string(),
-                subnet,
-                range: req.range,
-            },
+            .then(|| {
+                let reserved = self.state.tree().reserved(req.family);
+                let hi = net_bounds(&subnet).1 - u128::from(super::net::reserves_last(&subnet));
+                reserved.first_free(first_usable(&subnet), hi)
+            })
+            .flatten()
+            .map(|x| to_addr(req.family, x));
+        let id = PoolId {
+            space: req.space.to_string(),
+            subnet,
+            range: req.range,
+        };
+        let (serial, reuse) = (req.options.serial, req.options.reuse);
+        let owner = req.options.owner.clone();
+        if tree_pool.is_none() && owner.is_none() {
+            return Ok(Change::AddPool {
+                id,
+                auto,
+                serial,
+                reuse,
+                data_gateway,
+            });
+        }
+        Ok(Change::AddPoolFrom {
+            id,
             auto,
-            serial: req.options.serial,
-            reuse: req.options.reuse,
+            serial,
+            reuse,
             data_gateway,
+            tree_pool,
+            owner,
         })
     }
 
@@ -310,42 +361,9 @@ impl Ipam {
         routes: &[HostRoute],
     ) -> Result<IpNet, Error> {
         let mains = self.mains(family);
-        // Only routes inside or over a main pool can collide with a block
-        // (a full BGP table has ~1M routes; the operator's pools hold few).
-        let near: Vec<HostRoute> = routes
-            .iter()
-            .filter(|r| {
-                let n = &r.net;
-                mains.iter().any(|m| m.contains(n) || n.contains(m))
-            })
-            .copied()
-            .collect();
-        let bits = family.bits();
-        if prefix > 0 && prefix <= bits {
-            let size = 1u128 << (bits - prefix);
-            for main in mains.iter().filter(|m| m.prefix_len() <= prefix) {
-                let (_, mhi) = net_bounds(main);
-                let mut cand = net_bounds(main).0;
-                while cand.checked_add(size - 1).is_some_and(|end| end <= mhi) {
-                    let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
-                        break;
-                    };
-                    let end = match self.state.overlapping(&net) {
-                        Some((_, held_end)) => held_end,
-                        None => match collision_end(&near, &net) {
-                            Some(route_end) => route_end,
-                            None => return Ok(net),
-                        },
-                    };
-                    match (end / size)
-                        .checked_add(1)
-                        .and_then(|n| n.checked_mul(size))
-                    {
-                        Some(next) if next > cand => cand = next,
-                        _ => break,
-                    }
-                }
-            }
+        let avoid = self.state.tree().roots(family);
+        if let Some(net) = self.find_block_in(family, &mains, prefix, routes, &avoid) {
+            return Ok(net);
         }
         let routes = routes.iter().filter(|r| Family::of_net(&r.net) == family);
         Err(Error::NoFreeBlock {
@@ -354,6 +372,62 @@ impl Ipam {
             mains,
             routes: routes.count(),
         })
+    }
+
+    /// The lowest free block of `/prefix` in `regions` that overlaps no
+    /// held pool and none of `avoid`, and collides with none of `routes`.
+    pub(super) fn find_block_in(
+        &self,
+        family: Family,
+        regions: &[IpNet],
+        prefix: u8,
+        routes: &[HostRoute],
+        avoid: &[IpNet],
+    ) -> Option<IpNet> {
+        // Only routes inside or over a region can collide with a block
+        // (a full BGP table has ~1M routes; the operator's pools hold few).
+        let near: Vec<HostRoute> = routes
+            .iter()
+            .filter(|r| {
+                let n = &r.net;
+                regions.iter().any(|m| m.contains(n) || n.contains(m))
+            })
+            .copied()
+            .collect();
+        let bits = family.bits();
+        if prefix == 0 || prefix > bits {
+            return None;
+        }
+        let size = 1u128 << (bits - prefix);
+        for main in regions.iter().filter(|m| m.prefix_len() <= prefix) {
+            let (_, mhi) = net_bounds(main);
+            let mut cand = net_bounds(main).0;
+            while cand.checked_add(size - 1).is_some_and(|end| end <= mhi) {
+                let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
+                    break;
+                };
+                let set_apart = avoid
+                    .iter()
+                    .filter(|a| a.contains(&net) || net.contains(*a))
+                    .map(|a| net_bounds(a).1.max(net_bounds(&net).1))
+                    .max();
+                let end = match self.state.overlapping(&net) {
+                    Some((_, held_end)) => held_end,
+                    None => match set_apart.or_else(|| collision_end(&near, &net)) {
+                        Some(end) => end,
+                        None => return Some(net),
+                    },
+                };
+                match (end / size)
+                    .checked_add(1)
+                    .and_then(|n| n.checked_mul(size))
+                {
+                    Some(next) if next > cand => cand = next,
+                    _ => break,
+                }
+            }
+        }
+        None
     }
 
     /// Plans a ReleasePool; `None` when there is nothing to release.
@@ -369,13 +443,28 @@ impl Ipam {
             .state
             .pool(&req.pool)
             .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
-        let x = pool.choose(req.address, req.gateway, req.serial)?;
-        let address = to_addr(Family::of_net(&req.pool.subnet), x);
+        let family = Family::of_net(&req.pool.subnet);
+        let reserved = self.state.tree().reserved(family);
+        let (x, dynamic) = match req.address {
+            Some(want) => {
+                self.check_wanted(pool, req, want)?;
+                (
+                    pool.choose(Some(want), req.gateway, req.serial, reserved)?,
+                    false,
+                )
+            }
+            None if req.gateway => (pool.choose(None, true, req.serial, reserved)?, false),
+            None => match self.identity_address(pool, req) {
+                Some(x) => (x, false),
+                None => (pool.choose(None, false, req.serial, reserved)?, true),
+            },
+        };
+        let address = to_addr(family, x);
         let change = Change::AddAddress {
             pool: req.pool.clone(),
             address,
             gateway: req.gateway,
-            dynamic: req.address.is_none() && !req.gateway,
+            dynamic,
             mac: req.mac,
             name: req.name.clone(),
         };

@@ -37,6 +37,9 @@ mod options;
 mod pool;
 mod poolid;
 mod state;
+mod tree;
+mod tree_plan;
+mod treefile;
 
 pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
@@ -51,10 +54,15 @@ pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
+pub use tree::{Identity, Reservation, ReservationSpec, Tree, TreePool, TreePoolSpec, TreeSpec};
+pub use tree_plan::{NetworkView, ReservationView, TreePoolView};
+pub use treefile::parse_tree_file;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_engine29;
+#[cfg(test)]
+mod tests_tree;
 #[cfg(test)]
 mod tests_undo;
