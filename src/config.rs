@@ -124,6 +124,13 @@ const SETTINGS: &[Setting] = &[
         help: "journal size (bytes, at least 4096) past which it is folded into a new snapshot",
     },
     Setting {
+        env: "POOLS",
+        aliases: &[],
+        flag: "pools",
+        default: "",
+        help: "pool-tree file loaded at every start, replacing the tree in the state (gipam's format or python-docker-ipam's schema.json); `gipam pools apply FILE` changes it at run time",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",
@@ -153,6 +160,8 @@ pub struct Config {
     pub compact_bytes: u64,
     /// What one client may hold and for how long.
     pub limits: Limits,
+    /// The pool-tree file to load at start (F7), if any.
+    pub pools: Option<PathBuf>,
     pub log: String,
 }
 
@@ -291,12 +300,16 @@ impl Config {
                     "COMPACT_BYTES={compact} is not a number of bytes >= 4096"
                 ))
             })?;
+        let pools = Some(get("POOLS"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
         Ok(Config {
             settings: Settings { v4, v6, v4ab, v6ab },
             state_dir,
             listen,
             compact_bytes,
             limits,
+            pools,
             log,
         })
     }

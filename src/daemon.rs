@@ -89,6 +89,23 @@ pub async fn run(
             v6: mains.1,
         });
     }
+    if let Some(path) = &config.pools {
+        // Read and parsed here, outside the core; checked against the
+        // state like `gipam pools apply`, so a file that would strand a
+        // live network stops the start and names it.
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!(
+                "POOLS={}: cannot read the pool file: {e}; fix the path or unset POOLS",
+                path.display()
+            )
+        })?;
+        let spec = crate::ipam::parse_tree_file(&bytes)
+            .map_err(|e| format!("POOLS={}: {e}", path.display()))?;
+        let planned = ipam
+            .plan_tree(&spec)
+            .map_err(|e| format!("POOLS={}: {e}", path.display()))?;
+        changes.extend(planned);
+    }
     for change in changes {
         ipam.apply(&change).map_err(|e| e.to_string())?;
         store.commit(change).1.await.map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 //! [`server`].
 
 mod handlers;
+mod pools;
 pub mod server;
 mod stall;
 pub mod wire;
@@ -106,6 +107,8 @@ async fn dispatch(
             | "/IpamDriver.ReleaseAddress"
             | "/Gipam.Status"
             | "/Gipam.Leases"
+            | "/Gipam.Pools"
+            | "/Gipam.ApplyPools"
     );
     if !known {
         return Err(Error::NotFound(path.to_string()));
@@ -122,6 +125,8 @@ async fn dispatch(
         "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
         "/Gipam.Status" => json(handlers::status(svc)),
         "/Gipam.Leases" => json(handlers::leases(svc)),
+        "/Gipam.Pools" => json(pools::pools(svc)),
+        "/Gipam.ApplyPools" => json(pools::apply_pools(svc, body).await?),
         _ => json(handlers::release_address(svc, body).await?),
     }
 }
