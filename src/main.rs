@@ -1,12 +1,17 @@
 //! The gipam daemon: read settings, start logging, open the store, serve
-//! until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
+//! until SIGTERM, SIGINT, SIGHUP or SIGQUIT. `gipam pools …` is the client
+//! instead (`gipam::cli`).
 
 use std::process::ExitCode;
 
 use gipam::config::{Config, ConfigError};
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args(), std::env::vars()) {
+    let args = match gipam::cli::dispatch(std::env::args().collect(), std::env::vars()) {
+        gipam::cli::Dispatch::Serve(args) => args,
+        gipam::cli::Dispatch::Exit(code) => return code,
+    };
+    let config = match Config::from_sources(args, std::env::vars()) {
         Ok(c) => c,
         Err(ConfigError::Info(text)) => {
             print!("{text}");
