@@ -28,6 +28,7 @@ pub(crate) use serde_as_string;
 
 mod addrset;
 mod allocator;
+mod blocks;
 mod change;
 mod error;
 mod hostroute;
