@@ -1,11 +1,12 @@
 //! The pool tree (F7) over the real socket: POOLS=FILE at start, the seed's
 //! README examples, reservations against Engine 29's and 20.10's exact
 //! requests, `/Gipam.ApplyPools` refusing a change naming what it would
-//! hurt, and the tree surviving kill -9 and a restart.
+//! hurt, a tree change a full disk refuses taken back, and the tree
+//! surviving kill -9 and a restart.
 
 mod common;
 
-use common::{Client, Daemon};
+use common::{Client, Daemon, Mount};
 use serde_json::{Value, json};
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seed-schema.json");
@@ -194,4 +195,53 @@ fn a_pools_file_that_would_strand_a_network_stops_the_start() {
     d.spawn().expect("start without POOLS");
     let shown = ok(&mut d.client(), "Gipam.Pools", Value::Null);
     assert_eq!(shown["Pools"].as_array().map(Vec::len), Some(14));
+}
+
+/// Fills the file system holding `dir` until a write fails.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0x55u8; 4096];
+    while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
+    for _ in 0..64 {
+        let _ = f.write_all(&block[..64]);
+    }
+    let _ = f.sync_data();
+    path
+}
+
+#[test]
+fn a_tree_change_the_disk_refuses_is_taken_back_and_works_once_there_is_room() {
+    // Needs root (mount), as the fault suite does.
+    let m = Mount::new(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]);
+    let prefill = m.path().join("filler0");
+    std::fs::write(&prefill, vec![0u8; 1024 * 1024 - 48 * 1024]).expect("pre-fill");
+    let mut d = Daemon::start_with_state(m.path().join("state"), &[]);
+    let mut c = d.client();
+    assert_eq!(apply(&mut c, SEED).0, 200);
+    let filler = fill(m.path());
+    let mut failed = None;
+    for i in 0..200 {
+        let file = if i % 2 == 0 { NATIVE } else { SEED };
+        let before = ok(&mut c, "Gipam.Pools", Value::Null);
+        let (status, v) = apply(&mut c, file);
+        if status == 200 {
+            continue;
+        }
+        assert_eq!(status, 500, "{v}");
+        let e = v["Err"].as_str().unwrap_or("");
+        assert!(e.contains("No space left on device"), "{e}");
+        assert_eq!(ok(&mut c, "Gipam.Pools", Value::Null), before, "taken back");
+        failed = Some(file);
+        break;
+    }
+    let failed = failed.expect("a full disk fails a tree change");
+    std::fs::remove_file(&filler).expect("free space");
+    let (status, v) = apply(&mut c, failed);
+    assert_eq!((status, &v["Changed"]), (200, &json!(true)), "{v}");
+    let live = ok(&mut c, "Gipam.Pools", Value::Null);
+    d.kill9();
+    d.spawn().expect("restart");
+    assert_eq!(ok(&mut d.client(), "Gipam.Pools", Value::Null), live);
 }
