@@ -6,7 +6,9 @@
 //! run` and refuses `--ip` from another one, python-docker-ipam's README
 //! examples and its compose file (version 2.4 with `scope_filter_tags`,
 //! run with compose 1.29: compose v2 drops ipam options), and POOLS=FILE
-//! in the plugin through its propagated mount.
+//! in the plugin through its propagated mount. Run against 28.5.2 (the
+//! default socket) and 20.10.24 (`DOCKER_HOST=unix:///…/docker.sock` of a
+//! second dockerd, testing.md).
 //!
 //! Address plan: the other docker suites use 10.21x–10.24x; this one uses
 //! 10.250.0.0/16 (main pool), 10.251.0.0/16 and 2001:db8:e251::/48 (tree),
@@ -66,6 +68,22 @@ fn cli(p: &Plugin, args: &[&str]) -> Result<String, String> {
     } else {
         Err(text(&out.stderr))
     }
+}
+
+/// Runs a container on `net` with a fixed MAC through the Engine API at
+/// version 1.41: the 28.x CLI cannot ask a 20.10 daemon for a MAC on a
+/// user network, and 28.5 takes the old form too.
+fn run_with_mac(p: &mut Plugin, what: &str, net: &str, mac: &str) -> String {
+    let name = p.name(what);
+    p.containers.push(name.clone());
+    let (status, body) = docker_api_post(
+        &format!("/containers/create?name={name}"),
+        &serde_json::json!({"Image": IMAGE, "Cmd": ["sleep", "600"], "MacAddress": mac,
+                "HostConfig": {"NetworkMode": net}}),
+    );
+    assert_eq!(status, 201, "create {name}: {body}");
+    docker_ok(&["start", &name]);
+    name
 }
 
 /// The reservation of `address` as `gipam pools show --json` lists it.
@@ -133,7 +151,7 @@ fn tags_pool_names_and_a_mac_reservation_on_a_real_dockerd() {
     let mac = "02:42:0a:fb:00:09";
     let a = p.run("a", &web, &[]);
     assert_eq!(endpoint_addrs(&a, &web).0, ip("10.251.0.2"));
-    let pinned = p.run("pinned", &web, &["--mac-address", mac]);
+    let pinned = run_with_mac(&mut p, "pinned", &web, mac);
     assert_eq!(endpoint_addrs(&pinned, &web).0, ip("10.251.0.9"));
     assert!(reservation_leased(&p, "10.251.0.9"));
     // Recreated: the MAC gets it back. Meanwhile --ip from another
@@ -147,7 +165,7 @@ fn tags_pool_names_and_a_mac_reservation_on_a_real_dockerd() {
     p.rm_failed("thief");
     let b = p.run("b", &web, &[]);
     assert_eq!(endpoint_addrs(&b, &web).0, ip("10.251.0.3"));
-    let again = p.run("pinned2", &web, &["--mac-address", mac]);
+    let again = run_with_mac(&mut p, "pinned2", &web, mac);
     assert_eq!(endpoint_addrs(&again, &web).0, ip("10.251.0.9"));
 
     // A tree without the reservation in use is refused, naming it.
