@@ -74,6 +74,8 @@ pub struct Core {
     /// networks is written the same way.
     pub v4: Given,
     pub v6: Given,
+    /// The pool-tree file loaded at start (F7), if any.
+    pub pools: Option<PathBuf>,
 }
 
 /// The settings gipam refuses, each with its one-line reason (which
@@ -253,6 +255,9 @@ fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
         compact_bytes: compact_bytes?,
         v4: v4g,
         v6: v6g,
+        pools: Some(src.get("POOLS").text)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     })
 }
 

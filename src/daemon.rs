@@ -150,6 +150,25 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
         .map_err(|e| cannot_open(e.to_string()))?;
     let mut ipam = Ipam::new(core.settings.clone(), state)
         .map_err(|strands| refusal::stranded(&strands, &core.v4, &core.v6, at))?;
+    // The pool file is read and parsed here, outside the core, and checked
+    // against the state like `gipam pools apply`, before anything is
+    // written: a file that would strand a live network is refused, naming
+    // it, with the state untouched.
+    let mut tree = None;
+    if let Some(path) = &core.pools {
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!(
+                "POOLS={}: cannot read the pool file: {e}; fix the path or unset POOLS",
+                path.display()
+            )
+        })?;
+        let spec = crate::ipam::parse_tree_file(&bytes)
+            .map_err(|e| format!("POOLS={}: {e}", path.display()))?;
+        let planned = ipam
+            .plan_tree(&spec)
+            .map_err(|e| format!("POOLS={}: {e}", path.display()))?;
+        tree = planned;
+    }
     let compact = core.compact_bytes;
     let store = tokio::task::spawn_blocking(move || opened.start(compact))
         .await
@@ -169,6 +188,7 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
             v6: mains.1,
         });
     }
+    changes.extend(tree);
     for change in changes {
         ipam.apply(&change).map_err(|e| e.to_string())?;
         store.commit(change).1.await.map_err(cannot_open_store)?;

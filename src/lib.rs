@@ -10,6 +10,8 @@
 //! - [`service`]: the glue that plans a change, applies it and commits it.
 //! - [`routes`]: the host's routing table, read for the block search.
 //! - [`api`]: the Docker plugin protocol over HTTP: wire structs, handlers, server.
+//! - [`cli`]: the `gipam` binary as a client of the running plugin
+//!   (`gipam pools show|apply`), and the socket discovery it uses.
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
 //!   gipam does not own.
@@ -17,6 +19,7 @@
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;

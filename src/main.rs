@@ -3,13 +3,19 @@
 //! `--help`/`--version` (0), a command line it cannot parse or a place it
 //! cannot listen on (2, or 1 when binding fails); settings or a state it
 //! refuses are answered on the socket instead (`daemon::run`).
+//! `gipam pools …` and the other subcommands are the client instead
+//! (`gipam::cli`).
 
 use std::process::ExitCode;
 
 use gipam::config::{Config, ConfigError};
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args(), std::env::vars()) {
+    let args = match gipam::cli::dispatch(std::env::args().collect(), std::env::vars()) {
+        gipam::cli::Dispatch::Serve(args) => args,
+        gipam::cli::Dispatch::Exit(code) => return code,
+    };
+    let config = match Config::from_sources(args, std::env::vars()) {
         Ok(c) => c,
         Err(ConfigError::Info(text)) => {
             print!("{text}");

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnet::IpNet;
 
 use crate::error::Error;
-use crate::ipam::{AddressRequest, Change, Ipam, PoolId, PoolRequest, Undo};
+use crate::ipam::{
+    AddressRequest, Change, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec, Undo,
+};
 use crate::store::{Durable, Store, StoreError, Ticket};
 
 /// How often a request that changes nothing plans again when the change
@@ -187,9 +189,12 @@ impl Service {
     pub async fn request_pool(&self, req: &PoolRequest) -> Result<(PoolId, Option<IpAddr>), Error> {
         self.change(|ipam| {
             let change = ipam.plan_pool(req)?;
-            let Change::AddPool {
+            let (Change::AddPool {
                 id, data_gateway, ..
-            } = &change
+            }
+            | Change::AddPoolFrom {
+                id, data_gateway, ..
+            }) = &change
             else {
                 return Err(crate::ipam::Error::Inconsistent(
                     "a planned pool is not an added pool".into(),
@@ -227,5 +232,23 @@ impl Service {
     pub async fn release_address(&self, id: &PoolId, address: IpAddr) -> Result<(), Error> {
         self.change(|ipam| Ok((ipam.plan_release_address(id, address)?, ())))
             .await
+    }
+
+    /// `gipam pools apply`: replaces the pool tree whole, through the same
+    /// change path as every request (durable before the reply, taken back
+    /// if the store refuses it). Returns whether the tree changed.
+    pub async fn apply_tree(&self, spec: &TreeSpec) -> Result<bool, Error> {
+        self.change(|ipam| {
+            let c = ipam.plan_tree(spec)?;
+            let changed = c.is_some();
+            Ok((c, changed))
+        })
+        .await
+    }
+
+    /// `gipam pools show`: the tree with its reservations and networks,
+    /// read under the lock and handed out as a copy.
+    pub fn pools(&self) -> Vec<TreePoolView> {
+        self.lock().ipam.tree_view()
     }
 }

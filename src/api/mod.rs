@@ -15,6 +15,7 @@
 //! allocated or written in that mode.
 
 mod handlers;
+mod pools;
 pub mod server;
 mod stall;
 pub mod wire;
@@ -132,6 +133,8 @@ async fn dispatch(
             | "/IpamDriver.ReleaseAddress"
             | "/Gipam.Status"
             | "/Gipam.Leases"
+            | "/Gipam.Pools"
+            | "/Gipam.ApplyPools"
     );
     if !known {
         return Err(Error::NotFound(path.to_string()));
@@ -152,6 +155,8 @@ async fn dispatch(
         "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
         "/Gipam.Status" => json(handlers::status(svc)),
         "/Gipam.Leases" => json(handlers::leases(svc)),
+        "/Gipam.Pools" => json(pools::pools(svc)),
+        "/Gipam.ApplyPools" => json(pools::apply_pools(svc, body).await?),
         _ => json(handlers::release_address(svc, body).await?),
     }
 }

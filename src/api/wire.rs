@@ -173,3 +173,68 @@ pub struct ErrorResponse {
     #[serde(rename = "Err")]
     pub err: String,
 }
+
+/// `/Gipam.Pools` response, and `/Gipam.ApplyPools` (which adds
+/// `Changed`): the pool tree in tree order (F7). The CLI decodes it too.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PoolsResponse {
+    #[serde(rename = "Changed", default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    #[serde(rename = "Pools")]
+    pub pools: Vec<TreePoolStatus>,
+}
+
+/// One pool of the tree.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TreePoolStatus {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Cidr")]
+    pub cidr: String,
+    #[serde(rename = "Block")]
+    pub block: u8,
+    #[serde(rename = "Parent")]
+    pub parent: Option<String>,
+    #[serde(rename = "Depth")]
+    pub depth: usize,
+    #[serde(rename = "Tags")]
+    pub tags: Vec<String>,
+    #[serde(rename = "InheritedTags")]
+    pub inherited_tags: Vec<String>,
+    #[serde(rename = "Propagate")]
+    pub propagate: bool,
+    #[serde(rename = "LockDown")]
+    pub lock_down: bool,
+    #[serde(rename = "Exclude")]
+    pub exclude: Vec<String>,
+    #[serde(rename = "Reservations")]
+    pub reservations: Vec<ReservationStatus>,
+    #[serde(rename = "Networks")]
+    pub networks: Vec<TreeNetworkStatus>,
+}
+
+/// One reservation of a tree pool.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReservationStatus {
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Name")]
+    pub name: Option<String>,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Option<String>,
+    /// Its container holds it now.
+    #[serde(rename = "Leased")]
+    pub leased: bool,
+}
+
+/// One network drawn from a tree pool.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TreeNetworkStatus {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    /// The `--ipam-opt id=` it was created with.
+    #[serde(rename = "Id")]
+    pub id: Option<String>,
+    #[serde(rename = "Leases")]
+    pub leases: usize,
+}

@@ -101,6 +101,13 @@ pub(super) const SETTINGS: &[Setting] = &[
         help: "journal size (bytes, at least 4096) past which it is folded into a new snapshot",
     },
     Setting {
+        env: "POOLS",
+        aliases: &[],
+        flag: "pools",
+        default: "",
+        help: "pool-tree file loaded at every start, replacing the tree in the state (gipam's format or python-docker-ipam's schema.json); `gipam pools apply FILE` changes it at run time",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",

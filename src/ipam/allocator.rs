@@ -26,6 +26,17 @@
 //! - Releases: the daemon releases the gateway it took from `Data` like any
 //!   other at network removal, and ReleasePool frees everything.
 //!
+//! # The pool tree
+//!
+//! A request with `tags=`/`scope_filter_tags=` or `pool=` draws its block
+//! from the tree (`tree_plan.rs`): the first pool in tree order that
+//! carries every tag and has a free block of its size, skipping its
+//! excluded ranges and its children (which are pools of their own). Other
+//! requests draw from the main pools as before, skipping the tree's
+//! top-level pools, which the operator set apart. Reserved addresses are
+//! skipped by every choice gipam makes, and `--ip` for one is refused
+//! unless the requester is the one it is reserved for.
+//!
 //! # Host routes
 //!
 //! The blocks gipam chooses (automatic and size-only requests) skip those
@@ -41,7 +52,6 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::hostroute::collision_end;
 use super::stranded::{Stranded, Strands};
 use super::{
     Change, Error, Family, HostRoute, Mac, PoolId, PoolOptions, State, Undo, first_usable,
@@ -196,7 +206,9 @@ impl Ipam {
             let held: Vec<PoolId> = ipam
                 .state
                 .pools()
-                .filter(|p| p.auto && Family::of_net(&p.id.subnet) == family)
+                // Blocks drawn from the tree belong to the tree, not to V4/V6.
+                .filter(|p| p.auto && p.tree_pool.is_none())
+                .filter(|p| Family::of_net(&p.id.subnet) == family)
                 .filter(|p| !mains.iter().any(|m| m.contains(&p.id.subnet)))
                 .map(|p| p.id.clone())
                 .collect();
@@ -254,99 +266,76 @@ impl Ipam {
 
     /// Plans a RequestPool.
     pub fn plan_pool(&self, req: &PoolRequest) -> Result<Change, Error> {
-        let (subnet, auto) = match req.spec {
-            PoolSpec::Subnet(net) => {
-                if let Some((held, _)) = self.state.overlapping(&net) {
+        let draw = self.draw(req)?;
+        let (subnet, auto, tree_pool) = match (&req.spec, &draw) {
+            (PoolSpec::Subnet(net), _) => {
+                if let Some((held, _)) = self.state.overlapping(net) {
                     return Err(Error::Overlap {
-                        requested: net,
+                        requested: *net,
                         held: held.clone(),
                     });
                 }
-                (net, false)
+                let from = match &draw {
+                    Some(cands) => Some(self.tree_subnet(net, cands)?),
+                    None => None,
+                };
+                (*net, false, from)
             }
-            PoolSpec::Size(prefix) => {
-                let block = self.find_block(req.family, prefix, &req.host_routes)?;
-                (block, true)
+            (PoolSpec::Size(prefix), Some(cands)) => {
+                let (net, name) = self.tree_block(req, Some(*prefix), cands)?;
+                (net, true, Some(name))
             }
-            PoolSpec::Auto => {
+            (PoolSpec::Auto, Some(cands)) => {
+                let (net, name) = self.tree_block(req, None, cands)?;
+                (net, true, Some(name))
+            }
+            (PoolSpec::Size(prefix), None) => {
+                let block = self.find_block(req.family, *prefix, &req.host_routes)?;
+                (block, true, None)
+            }
+            (PoolSpec::Auto, None) => {
                 let prefix = req.options.block(req.family).unwrap_or(match req.family {
                     Family::V4 => self.settings.v4ab,
                     Family::V6 => self.settings.v6ab,
                 });
-                (self.find_block(req.family, prefix, &req.host_routes)?, true)
+                let block = self.find_block(req.family, prefix, &req.host_routes)?;
+                (block, true, None)
             }
         };
-        // Every pool but a single address gets its gateway now (module doc).
+        // Every pool but a single address gets its gateway now (module
+        // doc): the first usable address no container has reserved.
         let data_gateway = (subnet.prefix_len() < subnet.max_prefix_len())
-            .then(|| to_addr(req.family, first_usable(&subnet)));
-        Ok(Change::AddPool {
-            id: PoolId {
-                space: req.space.to_string(),
-                subnet,
-                range: req.range,
-            },
-            auto,
-            serial: req.options.serial,
-            reuse: req.options.reuse,
-            data_gateway,
-        })
-    }
-
-    /// The lowest free block of `/prefix` in the main pools of `family`
-    /// that collides with none of `routes`. Held blocks are skipped, so the
-    /// daemon's "this overlaps a host route, give me another" loop always
-    /// makes progress (moby/libnetwork#1386). Both skips jump past what they
-    /// skip, so a /64 is never enumerated.
-    pub fn find_block(
-        &self,
-        family: Family,
-        prefix: u8,
-        routes: &[HostRoute],
-    ) -> Result<IpNet, Error> {
-        let mains = self.mains(family);
-        // Only routes inside or over a main pool can collide with a block
-        // (a full BGP table has ~1M routes; the operator's pools hold few).
-        let near: Vec<HostRoute> = routes
-            .iter()
-            .filter(|r| {
-                let n = &r.net;
-                mains.iter().any(|m| m.contains(n) || n.contains(m))
+            .then(|| {
+                let reserved = self.state.tree().reserved(req.family);
+                let hi = net_bounds(&subnet).1 - u128::from(super::net::reserves_last(&subnet));
+                reserved.first_free(first_usable(&subnet), hi)
             })
-            .copied()
-            .collect();
-        let bits = family.bits();
-        if prefix > 0 && prefix <= bits {
-            let size = 1u128 << (bits - prefix);
-            for main in mains.iter().filter(|m| m.prefix_len() <= prefix) {
-                let (_, mhi) = net_bounds(main);
-                let mut cand = net_bounds(main).0;
-                while cand.checked_add(size - 1).is_some_and(|end| end <= mhi) {
-                    let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
-                        break;
-                    };
-                    let end = match self.state.overlapping(&net) {
-                        Some((_, held_end)) => held_end,
-                        None => match collision_end(&near, &net) {
-                            Some(route_end) => route_end,
-                            None => return Ok(net),
-                        },
-                    };
-                    match (end / size)
-                        .checked_add(1)
-                        .and_then(|n| n.checked_mul(size))
-                    {
-                        Some(next) if next > cand => cand = next,
-                        _ => break,
-                    }
-                }
-            }
+            .flatten()
+            .map(|x| to_addr(req.family, x));
+        let id = PoolId {
+            space: req.space.to_string(),
+            subnet,
+            range: req.range,
+        };
+        let (serial, reuse) = (req.options.serial, req.options.reuse);
+        let owner = req.options.owner.clone();
+        if tree_pool.is_none() && owner.is_none() {
+            return Ok(Change::AddPool {
+                id,
+                auto,
+                serial,
+                reuse,
+                data_gateway,
+            });
         }
-        let routes = routes.iter().filter(|r| Family::of_net(&r.net) == family);
-        Err(Error::NoFreeBlock {
-            prefix,
-            family,
-            mains,
-            routes: routes.count(),
+        Ok(Change::AddPoolFrom {
+            id,
+            auto,
+            serial,
+            reuse,
+            data_gateway,
+            tree_pool,
+            owner,
         })
     }
 
@@ -363,13 +352,28 @@ impl Ipam {
             .state
             .pool(&req.pool)
             .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
-        let x = pool.choose(req.address, req.gateway, req.serial)?;
-        let address = to_addr(Family::of_net(&req.pool.subnet), x);
+        let family = Family::of_net(&req.pool.subnet);
+        let reserved = self.state.tree().reserved(family);
+        let (x, dynamic) = match req.address {
+            Some(want) => {
+                self.check_wanted(pool, req, want)?;
+                (
+                    pool.choose(Some(want), req.gateway, req.serial, reserved)?,
+                    false,
+                )
+            }
+            None if req.gateway => (pool.choose(None, true, req.serial, reserved)?, false),
+            None => match self.identity_address(pool, req) {
+                Some(x) => (x, false),
+                None => (pool.choose(None, false, req.serial, reserved)?, true),
+            },
+        };
+        let address = to_addr(family, x);
         let change = Change::AddAddress {
             pool: req.pool.clone(),
             address,
             gateway: req.gateway,
-            dynamic: req.address.is_none() && !req.gateway,
+            dynamic,
             mac: req.mac,
             name: req.name.clone(),
         };

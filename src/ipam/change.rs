@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::{PoolId, Reuse};
+use super::{PoolId, Reuse, TreeSpec};
 
 /// A change, planned by `Ipam::plan_*` and applied by `State::apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,29 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_gateway: Option<IpAddr>,
     },
+    /// A pool is now held, drawn from a pool of the tree and/or with an
+    /// owner (`id=`): [`Change::AddPool`] plus where it came from. A
+    /// separate op so that the lines of plain pools stay as they were.
+    AddPoolFrom {
+        id: PoolId,
+        #[serde(default, skip_serializing_if = "is_false")]
+        auto: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        serial: bool,
+        #[serde(default, skip_serializing_if = "Reuse::is_default")]
+        reuse: Reuse,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_gateway: Option<IpAddr>,
+        /// The tree pool the block was drawn from (not part of the PoolId:
+        /// that stays a pure function of the pool, see `poolid.rs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_pool: Option<String>,
+        /// The owner given with `--ipam-opt id=`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    /// The pool tree was replaced whole (F7).
+    SetTree { tree: TreeSpec },
     /// A pool and all its addresses were released.
     ReleasePool { id: PoolId },
     /// An address is now leased.
@@ -59,8 +82,10 @@ impl Change {
     /// The pool a change is about, if any.
     pub fn pool(&self) -> Option<&PoolId> {
         match self {
-            Change::SetUla { .. } | Change::SetMains { .. } => None,
-            Change::AddPool { id, .. } | Change::ReleasePool { id } => Some(id),
+            Change::SetUla { .. } | Change::SetMains { .. } | Change::SetTree { .. } => None,
+            Change::AddPool { id, .. }
+            | Change::AddPoolFrom { id, .. }
+            | Change::ReleasePool { id } => Some(id),
             Change::AddAddress { pool, .. } | Change::ReleaseAddress { pool, .. } => Some(pool),
         }
     }
@@ -68,7 +93,7 @@ impl Change {
     /// The subnet a new pool would hold, if this change adds one.
     pub fn new_subnet(&self) -> Option<IpNet> {
         match self {
-            Change::AddPool { id, .. } => Some(id.subnet),
+            Change::AddPool { id, .. } | Change::AddPoolFrom { id, .. } => Some(id.subnet),
             _ => None,
         }
     }
@@ -98,6 +123,9 @@ struct RawChange {
     dynamic: bool,
     mac: Option<Mac>,
     name: Option<String>,
+    tree: Option<TreeSpec>,
+    tree_pool: Option<String>,
+    owner: Option<String>,
 }
 
 impl TryFrom<RawChange> for Change {
@@ -119,6 +147,18 @@ impl TryFrom<RawChange> for Change {
                 serial: r.serial,
                 reuse: r.reuse,
                 data_gateway: r.data_gateway,
+            },
+            "add_pool_from" => Change::AddPoolFrom {
+                id: r.id.ok_or_else(|| need("id"))?,
+                auto: r.auto,
+                serial: r.serial,
+                reuse: r.reuse,
+                data_gateway: r.data_gateway,
+                tree_pool: r.tree_pool,
+                owner: r.owner,
+            },
+            "set_tree" => Change::SetTree {
+                tree: r.tree.ok_or_else(|| need("tree"))?,
             },
             "release_pool" => Change::ReleasePool {
                 id: r.id.ok_or_else(|| need("id"))?,

@@ -97,6 +97,31 @@ pub enum Error {
         pool: PoolId,
     },
     PoolFull(PoolId),
+    /// A pool tree that cannot be taken as it is (F7).
+    TreeInvalid(String),
+    /// A tree change refused because of what is live (each item names it).
+    TreeRefused(Vec<String>),
+    /// `pool=` or `tags=` without a tree.
+    NoTree {
+        option: String,
+    },
+    UnknownTreePool {
+        name: String,
+        known: Vec<String>,
+    },
+    UnknownTag {
+        tag: String,
+        known: Vec<String>,
+    },
+    /// No pool of the tree can serve the request (the message says why).
+    NoTreePool(String),
+    /// `--ip` or `--gateway` for an address reserved for someone else.
+    AddressReservedFor {
+        addr: IpAddr,
+        pool: Box<PoolId>,
+        holder: String,
+        tree_pool: String,
+    },
     /// A journal or snapshot entry that cannot apply to the state: only
     /// seen when loading a damaged state.
     Inconsistent(String),
@@ -201,12 +226,53 @@ impl fmt::Display for Error {
                 f,
                 "no free address left in pool {id}; remove containers or use a larger subnet"
             ),
+            Error::TreeInvalid(s) => write!(f, "pool tree refused: {s}"),
+            Error::TreeRefused(items) => write!(
+                f,
+                "pool tree refused, nothing changed: {}",
+                items.join("; ")
+            ),
+            Error::NoTree { option } => write!(
+                f,
+                "ipam option {} needs a pool tree, and none is loaded; load one with POOLS=FILE or `gipam pools apply FILE`",
+                quote(option)
+            ),
+            Error::UnknownTreePool { name, known } => write!(
+                f,
+                "pool {} is not in the pool tree; its pools are: {}",
+                quote(name),
+                list(known)
+            ),
+            Error::UnknownTag { tag, known } => write!(
+                f,
+                "tag {} is carried by no pool of the tree; its tags are: {}",
+                quote(tag),
+                list(known)
+            ),
+            Error::NoTreePool(s) => f.write_str(s),
+            Error::AddressReservedFor {
+                addr,
+                pool,
+                holder,
+                tree_pool,
+            } => write!(
+                f,
+                "address {addr} in pool {pool} is reserved for {holder} (pool tree pool {tree_pool}); ask without --ip or choose another address"
+            ),
             Error::Inconsistent(s) => write!(f, "state is inconsistent: {s}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
 
 #[cfg(test)]
 mod tests {

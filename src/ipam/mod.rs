@@ -28,6 +28,7 @@ pub(crate) use serde_as_string;
 
 mod addrset;
 mod allocator;
+mod blocks;
 mod change;
 mod error;
 mod hostroute;
@@ -38,6 +39,9 @@ mod pool;
 mod poolid;
 mod state;
 mod stranded;
+mod tree;
+mod tree_plan;
+mod treefile;
 
 pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
@@ -53,10 +57,15 @@ pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
 pub use stranded::{Stranded, Strands};
+pub use tree::{Identity, Reservation, ReservationSpec, Tree, TreePool, TreePoolSpec, TreeSpec};
+pub use tree_plan::{NetworkView, ReservationView, TreePoolView};
+pub use treefile::parse_tree_file;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_engine29;
+#[cfg(test)]
+mod tests_tree;
 #[cfg(test)]
 mod tests_undo;

@@ -4,6 +4,11 @@
 //! silently does nothing is worse than an error; an unknown value is refused
 //! with the values the key accepts. Keys Docker itself adds (`com.docker.*`)
 //! pass.
+//!
+//! Which pool of the tree a network draws from is an option too (`tags=`,
+//! the seed's `scope_filter_tags=`, `pool=`), and so is the seed's owner
+//! `id=`, recorded with the network. Reservations and tags themselves live
+//! only in the tree, never in options.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +18,16 @@ use serde::{Deserialize, Serialize};
 use super::{Error, Family};
 
 /// The keys a user may give with `--ipam-opt`.
-pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial", "reuse"];
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "v4ab",
+    "v6ab",
+    "serial",
+    "reuse",
+    "tags",
+    "scope_filter_tags",
+    "pool",
+    "id",
+];
 
 /// When a released address may be handed out again (F5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +75,12 @@ pub struct PoolOptions {
     pub serial: bool,
     /// When released addresses come back.
     pub reuse: Reuse,
+    /// `tags=` / `scope_filter_tags=`: draw from a tree pool carrying all.
+    pub tags: Vec<String>,
+    /// `pool=NAME`: draw from this tree pool.
+    pub pool: Option<String>,
+    /// `id=`: the network's owner, recorded with it (python-docker-ipam).
+    pub owner: Option<String>,
 }
 
 impl PoolOptions {
@@ -77,6 +97,15 @@ impl PoolOptions {
                 "v6ab" => out.v6ab = Some(prefix(key, value, Family::V6)?),
                 "serial" | DOCKER_SERIAL => out.serial |= boolean(key, value)?,
                 "reuse" => out.reuse = reuse(key, value)?,
+                "tags" | "scope_filter_tags" => {
+                    for t in tag_list(value) {
+                        if !out.tags.contains(&t) {
+                            out.tags.push(t);
+                        }
+                    }
+                }
+                "pool" => out.pool = Some(word(key, value)?),
+                "id" => out.owner = Some(word(key, value)?),
                 k if k.starts_with("com.docker.") => {}
                 _ => {
                     return Err(Error::UnknownOption {
@@ -114,6 +143,33 @@ fn prefix(key: &str, value: &str, family: Family) -> Result<u8, Error> {
         return Err(bad());
     }
     Ok(n)
+}
+
+/// Tags as users write them: `a,b`, also with the quotes and brackets the
+/// seed's README examples leave in (`"null_routed"`, `["a","b"]`).
+fn tag_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .trim_matches(|c| matches!(c, '"' | '\'' | '[' | ']' | ' '))
+        })
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A pool name or owner id: the text without surrounding quotes, not empty.
+fn word(key: &str, value: &str) -> Result<String, Error> {
+    let w = value.trim().trim_matches(|c| matches!(c, '"' | '\''));
+    if w.is_empty() || w.len() > 128 || w.chars().any(char::is_control) {
+        return Err(Error::BadOption {
+            key: key.to_string(),
+            value: value.to_string(),
+            want: "a name of 1 to 128 printable characters".to_string(),
+        });
+    }
+    Ok(w.to_string())
 }
 
 fn reuse(key: &str, value: &str) -> Result<Reuse, Error> {

@@ -33,6 +33,19 @@ use super::{
 /// How many released addresses a `reuse=delayed` pool remembers as cooling.
 pub const COOLING_MAX: usize = 1024;
 
+/// The lowest address in `lo..=hi` in neither set.
+fn free_of(a: &AddrSet, b: &AddrSet, lo: u128, hi: u128) -> Option<u128> {
+    let mut x = lo;
+    loop {
+        let p = a.first_free(x, hi)?;
+        let q = b.first_free(p, hi)?;
+        if p == q {
+            return Some(p);
+        }
+        x = q;
+    }
+}
+
 /// What is known about one leased address.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lease {
@@ -78,6 +91,10 @@ pub struct Pool {
     pub serial: bool,
     /// When released addresses come back (`reuse=`).
     pub reuse: Reuse,
+    /// The tree pool it was drawn from (F7), if any.
+    pub tree_pool: Option<Box<str>>,
+    /// The owner given with `--ipam-opt id=`, if any.
+    pub owner: Option<Box<str>>,
     leases: Leases,
     used: AddrSet,
     /// F6: addresses held back for another container (empty until F6).
@@ -105,6 +122,8 @@ impl Pool {
             auto,
             serial,
             reuse,
+            tree_pool: None,
+            owner: None,
             leases: Leases::new(),
             used,
             held: AddrSet::new(),
@@ -170,7 +189,16 @@ impl Pool {
     /// Chooses the address for a request, without changing anything.
     /// `want` is a preferred address (`--ip`, `--gateway`, aux, replay).
     /// `serial` asks for rotation even if the pool was not created so.
-    pub fn choose(&self, want: Option<IpAddr>, gateway: bool, serial: bool) -> Result<u128, Error> {
+    /// `reserved` holds addresses pinned to other containers (F7): no
+    /// address gipam picks is one of them (a wanted one is checked by the
+    /// caller, which knows who they are for).
+    pub fn choose(
+        &self,
+        want: Option<IpAddr>,
+        gateway: bool,
+        serial: bool,
+        reserved: &AddrSet,
+    ) -> Result<u128, Error> {
         if let Some(addr) = want {
             let x = self.check_inside(addr)?;
             let (lo, hi) = net_bounds(&self.id.subnet);
@@ -209,10 +237,8 @@ impl Pool {
                 return Ok(g);
             }
             let (lo, hi) = (first_usable(&self.id.subnet), net_bounds(&self.id.subnet).1);
-            return self
-                .used
-                .first_free(lo, hi)
-                .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
+            return free_of(&self.used, reserved, lo, hi)
+                .or_else(|| self.cooling_in(lo, hi, reserved))
                 .ok_or_else(|| Error::PoolFull(self.id.clone()));
         }
         let (lo, hi) = self.dynamic_bounds();
@@ -220,19 +246,28 @@ impl Pool {
             (true, Some(c)) if c >= lo && c < hi => c + 1,
             _ => lo,
         };
-        self.first_free(start, hi)
-            .or_else(|| self.first_free(lo, start.saturating_sub(1)))
-            .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
-            .or_else(|| self.held_back(lo, hi))
+        self.first_free(start, hi, reserved)
+            .or_else(|| self.first_free(lo, start.saturating_sub(1), reserved))
+            .or_else(|| self.cooling_in(lo, hi, reserved))
+            .or_else(|| self.held_back(lo, hi, reserved))
             .ok_or_else(|| Error::PoolFull(self.id.clone()))
     }
 
-    /// The lowest address in `lo..=hi` neither used nor held back. Both sets
-    /// are merged runs, so this costs one lookup per run it skips.
-    fn first_free(&self, lo: u128, hi: u128) -> Option<u128> {
+    /// The oldest cooling address in `lo..=hi` that is not reserved.
+    fn cooling_in(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
+        self.cooling
+            .iter()
+            .copied()
+            .find(|a| *a >= lo && *a <= hi && !reserved.contains(*a))
+    }
+
+    /// The lowest address in `lo..=hi` neither used, held back nor
+    /// reserved. The sets are merged runs, so this costs one lookup per run
+    /// it skips.
+    fn first_free(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
         let mut x = lo;
         loop {
-            let a = self.used.first_free(x, hi)?;
+            let a = free_of(&self.used, reserved, x, hi)?;
             let b = self.held.first_free(a, hi)?;
             if a == b {
                 return Some(a);
@@ -243,10 +278,10 @@ impl Pool {
 
     /// F6: the held-back address to give up when nothing else is free (the
     /// least recently used first, once F6 records when each was used).
-    fn held_back(&self, lo: u128, hi: u128) -> Option<u128> {
+    fn held_back(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
         self.held
             .iter()
-            .find(|a| *a >= lo && *a <= hi && !self.used.contains(*a))
+            .find(|a| *a >= lo && *a <= hi && !self.used.contains(*a) && !reserved.contains(*a))
     }
 
     /// Where dynamic addresses come from: the range without its first

@@ -1,5 +1,5 @@
-//! The state every store keeps: held pools with their leases, and the
-//! generated default IPv6 prefix. `apply` is the only way it changes, both
+//! The state every store keeps: held pools with their leases, the pool
+//! tree (F7), and the generated default IPv6 prefix. `apply` is the only way it changes, both
 //! live and when a journal is replayed; `Snapshot` is its JSON form.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::{AddUndo, ReleaseUndo};
 use super::{
-    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, net_bounds, to_addr, to_u128,
+    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, Tree, TreeSpec, net_bounds,
+    to_addr, to_u128,
 };
 
 /// Held pools and what they hold.
@@ -22,6 +23,8 @@ pub struct State {
     index: BTreeMap<(Family, u128), (u128, PoolId)>,
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
+    /// The pool tree; empty when none was loaded.
+    tree: Tree,
 }
 
 impl State {
@@ -38,6 +41,11 @@ impl State {
     /// The main pools (V4, V6) gipam last started with, if recorded.
     pub fn mains(&self) -> Option<&(Vec<IpNet>, Vec<IpNet>)> {
         self.mains.as_ref()
+    }
+
+    /// The pool tree (empty when none was loaded).
+    pub fn tree(&self) -> &Tree {
+        &self.tree
     }
 
     /// A held pool.
@@ -85,21 +93,26 @@ impl State {
                 reuse,
                 data_gateway,
             } => {
-                if let Some((held, _)) = self.overlapping(&id.subnet) {
-                    return Err(Error::Inconsistent(format!(
-                        "pool {id} added while {held} holds an overlapping subnet"
-                    )));
-                }
+                let pool = Pool::new(id.clone(), *auto, *serial, *reuse);
+                self.add_pool(pool, *data_gateway)?
+            }
+            Change::AddPoolFrom {
+                id,
+                auto,
+                serial,
+                reuse,
+                data_gateway,
+                tree_pool,
+                owner,
+            } => {
                 let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse);
-                if let Some(g) = data_gateway {
-                    let x = pool.check_inside(*g)?;
-                    pool.reserve_gateway(x)?;
-                }
-                let f = Family::of_net(&id.subnet);
-                let (lo, hi) = net_bounds(&id.subnet);
-                self.index.insert((f, lo), (hi, id.clone()));
-                self.pools.insert(id.clone(), pool);
-                Undo::AddPool(id.clone())
+                pool.tree_pool = tree_pool.as_deref().map(Box::from);
+                pool.owner = owner.as_deref().map(Box::from);
+                self.add_pool(pool, *data_gateway)?
+            }
+            Change::SetTree { tree } => {
+                let tree = Tree::new(tree.clone())?;
+                Undo::Tree(Box::new(std::mem::replace(&mut self.tree, tree)))
             }
             Change::ReleasePool { id } => Undo::ReleasePool(self.remove_pool(id).map(Box::new)),
             Change::AddAddress {
@@ -135,6 +148,7 @@ impl State {
         match undo {
             Undo::Ula(old) => self.ula = old,
             Undo::Mains(old) => self.mains = old,
+            Undo::Tree(old) => self.tree = *old,
             Undo::AddPool(id) => {
                 self.remove_pool(&id);
             }
@@ -165,6 +179,24 @@ impl State {
         self.pools.get_mut(id)
     }
 
+    fn add_pool(&mut self, mut pool: Pool, data_gateway: Option<IpAddr>) -> Result<Undo, Error> {
+        let id = pool.id.clone();
+        if let Some((held, _)) = self.overlapping(&id.subnet) {
+            return Err(Error::Inconsistent(format!(
+                "pool {id} added while {held} holds an overlapping subnet"
+            )));
+        }
+        if let Some(g) = data_gateway {
+            let x = pool.check_inside(g)?;
+            pool.reserve_gateway(x)?;
+        }
+        let f = Family::of_net(&id.subnet);
+        let (lo, hi) = net_bounds(&id.subnet);
+        self.index.insert((f, lo), (hi, id.clone()));
+        self.pools.insert(id.clone(), pool);
+        Ok(Undo::AddPool(id))
+    }
+
     fn remove_pool(&mut self, id: &PoolId) -> Option<Pool> {
         let pool = self.pools.remove(id)?;
         let (lo, _) = net_bounds(&id.subnet);
@@ -184,6 +216,7 @@ impl State {
         Frozen {
             ula: self.ula,
             mains: self.mains.clone(),
+            tree: self.tree.spec().clone(),
             pools: self
                 .pools
                 .values()
@@ -192,6 +225,8 @@ impl State {
                     auto: p.auto,
                     serial: p.serial,
                     reuse: p.reuse,
+                    tree_pool: p.tree_pool.as_deref().map(String::from),
+                    owner: p.owner.as_deref().map(String::from),
                     data_gateway: p.data_gateway(),
                     cursor: p.cursor(),
                     cooling: p.cooling().collect(),
@@ -211,14 +246,17 @@ impl State {
         let mut st = State::new();
         st.ula = s.ula;
         st.mains = s.mains.map(|m| (m.v4, m.v6));
+        st.tree = Tree::new(s.tree.unwrap_or_default())?;
         for p in s.pools {
             // The reserved gateway is among the leases; it is marked below.
-            st.apply(&Change::AddPool {
+            st.apply(&Change::AddPoolFrom {
                 id: p.id.clone(),
                 auto: p.auto,
                 serial: p.serial,
                 reuse: p.reuse,
                 data_gateway: None,
+                tree_pool: p.tree_pool,
+                owner: p.owner,
             })?;
             let pool = st.pool_mut(&p.id)?;
             for l in p.leases {
@@ -248,6 +286,7 @@ fn key(id: &PoolId) -> (Family, u128) {
 pub enum Undo {
     Ula(Option<Ipv6Net>),
     Mains(Option<(Vec<IpNet>, Vec<IpNet>)>),
+    Tree(Box<Tree>),
     AddPool(PoolId),
     ReleasePool(Option<Box<Pool>>),
     AddAddress((Family, u128), u128, AddUndo),
@@ -259,6 +298,7 @@ pub enum Undo {
 pub struct Frozen {
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
+    tree: TreeSpec,
     pools: Vec<FrozenPool>,
 }
 
@@ -268,6 +308,8 @@ struct FrozenPool {
     auto: bool,
     serial: bool,
     reuse: Reuse,
+    tree_pool: Option<String>,
+    owner: Option<String>,
     data_gateway: Option<IpAddr>,
     cursor: Option<IpAddr>,
     cooling: Vec<IpAddr>,
@@ -280,6 +322,7 @@ impl Frozen {
         Snapshot {
             ula: self.ula,
             mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
+            tree: (!self.tree.pools.is_empty()).then(|| self.tree.clone()),
             pools: self
                 .pools
                 .iter()
@@ -290,6 +333,8 @@ impl Frozen {
                         auto: p.auto,
                         serial: p.serial,
                         reuse: p.reuse,
+                        tree_pool: p.tree_pool.clone(),
+                        owner: p.owner.clone(),
                         data_gateway: p.data_gateway,
                         cursor: p.cursor,
                         leases: p
@@ -317,6 +362,9 @@ pub struct Snapshot {
     pub ula: Option<Ipv6Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mains: Option<SnapshotMains>,
+    /// The pool tree, in the pool file's own form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeSpec>,
     #[serde(default)]
     pub pools: Vec<SnapshotPool>,
 }
@@ -339,6 +387,12 @@ pub struct SnapshotPool {
     /// `reuse=`; left out when it is the default.
     #[serde(default, skip_serializing_if = "Reuse::is_default")]
     pub reuse: Reuse,
+    /// The tree pool its block was drawn from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_pool: Option<String>,
+    /// The owner given with `--ipam-opt id=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The gateway reserved with the pool and not yet claimed or replaced
     /// by a gateway request (it is also among the leases).
     #[serde(default, skip_serializing_if = "Option::is_none")]

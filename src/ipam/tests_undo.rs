@@ -1,7 +1,8 @@
 //! Undo (a change whose commit failed is taken back): after any sequence
 //! of changes, taking back the newest ones in reverse order leaves the
 //! state exactly as it was before them — leases, pools, cooling addresses
-//! and the serial cursor alike (the snapshot shows all of them).
+//! and the serial cursor alike (the snapshot shows all of them), and the
+//! pool tree with the networks drawn from it.
 
 use std::net::IpAddr;
 
@@ -23,10 +24,33 @@ fn json(ipam: &Ipam) -> String {
     serde_json::to_string(&ipam.state().snapshot()).expect("snapshot json")
 }
 
-/// A random valid change: a pool, an address, a release of either.
+/// Trees the random changes switch between: reservations for some of the
+/// names the address requests use, an excluded range, no tree at all.
+const TREES: [&str; 3] = [
+    r#"{"pools":[{"name":"t","cidr":"10.9.1.0/26","block":29,"tags":["t"],
+        "reservations":[{"address":"10.9.1.2","name":"c1"},{"address":"10.9.1.3","name":"c2"}]}]}"#,
+    r#"{"pools":[{"name":"t","cidr":"10.9.1.0/26","block":29,"tags":["t"],"exclude":["10.9.1.32/29"],
+        "reservations":[{"address":"10.9.1.2","name":"c1"},{"address":"10.9.1.10","name":"c3"}]}]}"#,
+    r#"{"pools":[]}"#,
+];
+
+/// A random valid change: a pool (from the main pools or the tree), an
+/// address, a release of either, a new tree.
 fn random_change(ipam: &Ipam, rng: &mut Rng) -> Option<Change> {
     let pools: Vec<PoolId> = ipam.state().pools().map(|p| p.id.clone()).collect();
     let pick = rng.below(10);
+    if pick == 9 && rng.below(3) == 0 {
+        let spec = parse_tree_file(TREES[rng.below(TREES.len())].as_bytes()).ok()?;
+        return ipam.plan_tree(&spec).ok().flatten();
+    }
+    if pick == 0 && rng.below(2) == 0 {
+        let options = std::collections::HashMap::from([
+            ("tags".to_string(), "t".to_string()),
+            ("id".to_string(), format!("net{}", rng.below(5))),
+        ]);
+        let req = PoolRequest::parse("LocalDefault", "", "", false, &options).ok()?;
+        return ipam.plan_pool(&req).ok();
+    }
     if pools.is_empty() || pick == 0 {
         let reuse = ["immediate", "delayed"][rng.below(2)];
         let options = std::collections::HashMap::from([
@@ -66,7 +90,7 @@ fn random_change(ipam: &Ipam, rng: &mut Rng) -> Option<Change> {
 
 #[test]
 fn taking_back_the_newest_changes_restores_the_state_exactly() {
-    let (mut undone, mut gateways) = (0, 0);
+    let (mut undone, mut gateways, mut trees) = (0, 0, 0);
     for seed in 1..=16u64 {
         // /29 blocks fill up quickly, so cooling lists wrap and evict.
         let settings = Settings {
@@ -85,6 +109,9 @@ fn taking_back_the_newest_changes_restores_the_state_exactly() {
                     if let Change::AddAddress { gateway: true, .. } = c {
                         gateways += 1;
                     }
+                    if let Change::SetTree { .. } | Change::AddPoolFrom { .. } = c {
+                        trees += 1;
+                    }
                     undos.push(ipam.apply(&c).expect("planned changes apply"));
                 }
             }
@@ -98,7 +125,7 @@ fn taking_back_the_newest_changes_restores_the_state_exactly() {
         }
     }
     assert!(
-        undone > 1000 && gateways > 100,
-        "{undone} undone, {gateways} gateway changes"
+        undone > 1000 && gateways > 100 && trees > 100,
+        "{undone} undone, {gateways} gateway changes, {trees} tree changes"
     );
 }
