@@ -258,6 +258,11 @@ networks:
         "subnet: 0.0.0.0/28 works on every compose"
     );
     assert_eq!(
+        field(&ipam_config(&format!("{project}_auto"))[0], "Subnet"),
+        "0.0.0.0/28",
+        "20.10 and 28.5 show a size-only subnet as given"
+    );
+    assert_eq!(
         opts.prefix_len(),
         if drops { 24 } else { 28 },
         "compose {:?} {} ipam options",
