@@ -1,9 +1,10 @@
-//! End-to-end tests against the real dockerd (20.10 on the project's
-//! machines) with gipam as a legacy (v1) plugin: each test starts the real
-//! gipam binary on `/run/docker/plugins/<unique>.sock`, so dockerd finds it
-//! by that name, and asserts on what Docker assigned (`docker network
-//! inspect`, `docker inspect`, `ip addr` inside the container). No traffic
-//! is ever sent to container addresses.
+//! End-to-end tests against a real dockerd (the one on `DOCKER_HOST`:
+//! `make test` runs them on 28.5 and on 20.10) with gipam as a legacy (v1)
+//! plugin: each test starts the real gipam binary on
+//! `/run/docker/plugins/<unique>.sock`, so dockerd finds it by that name,
+//! and asserts on what Docker assigned (`docker network inspect`, `docker
+//! inspect`, `ip addr` inside the container). No traffic is ever sent to
+//! container addresses.
 //!
 //! Needs a running dockerd (see docs/testing.md). Without one every test
 //! panics, unless `GIPAM_SKIP_E2E=1` is set, in which case they print a skip
