@@ -17,6 +17,23 @@ log() { echo "docker-up: $*" >&2; }
 # answers HOST: prints the server version of the daemon on HOST, if any.
 answers() { DOCKER_HOST=$1 docker version --format '{{.Server.Version}}' 2>/dev/null; }
 
+# detach LOG CMD...: starts CMD in its own session, stdin /dev/null, output
+# appended to LOG, holding no other descriptor of ours (a lock file or pipe
+# this script inherited must not stay held by a dockerd that outlives it);
+# prints its pid.
+detach() {
+    local log=$1
+    shift
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            n=${fd##*/}
+            case $n in 0 | 1 | 2 | 255) ;; *) eval "exec $n>&-" 2>/dev/null || true ;; esac
+        done
+        setsid "$@" </dev/null >>"$log" 2>&1 &
+        echo $!
+    )
+}
+
 wait_for() { # HOST PID LOG
     for _ in $(seq 1 240); do
         answers "$1" >/dev/null && return 0
@@ -37,8 +54,8 @@ if [ $# -eq 0 ]; then
     fi
     if ! docker info >/dev/null 2>&1; then
         log "starting dockerd (log: /var/log/gipam-dockerd.log)"
-        setsid nohup dockerd </dev/null >>/var/log/gipam-dockerd.log 2>&1 &
-        wait_for unix:///var/run/docker.sock $! /var/log/gipam-dockerd.log
+        pid=$(detach /var/log/gipam-dockerd.log dockerd)
+        wait_for unix:///var/run/docker.sock "$pid" /var/log/gipam-dockerd.log
     fi
     exit 0
 fi
@@ -67,8 +84,8 @@ esac
 
 log "starting engine $1 on $ENGINE_HOST (log: $ENGINE_LOG)"
 mkdir -p "$(dirname "$ENGINE_PIDFILE")"
-PATH=$ENGINE_PATH setsid nohup "$ENGINE_DOCKERD" ${ENGINE_ARGS[@]+"${ENGINE_ARGS[@]}"} </dev/null >>"$ENGINE_LOG" 2>&1 &
-wait_for "$ENGINE_HOST" $! "$ENGINE_LOG"
+pid=$(PATH=$ENGINE_PATH detach "$ENGINE_LOG" "$ENGINE_DOCKERD" ${ENGINE_ARGS[@]+"${ENGINE_ARGS[@]}"})
+wait_for "$ENGINE_HOST" "$pid" "$ENGINE_LOG"
 running=$(answers "$ENGINE_HOST")
 case "$running" in
 "$ENGINE_VERSION"*) log "engine $1 ready: dockerd $running" ;;
