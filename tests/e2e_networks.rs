@@ -31,6 +31,11 @@ fn set(addrs: &[IpAddr]) -> BTreeSet<IpAddr> {
     addrs.iter().copied().collect()
 }
 
+/// `docker network create` flags from one string.
+fn words(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
 /// The global addresses inside `container`, whatever the interface.
 fn inside(container: &str) -> BTreeSet<IpNet> {
     addrs_by_dev(container)
@@ -142,24 +147,13 @@ fn n2_macvlan_with_gateway_dual_stack_and_internal() {
     };
     let [pa, pb] = p.veth("mv");
     let (gw4, gw6) = (ip("10.206.1.1"), ip("2001:db8:e262:1::1"));
-    let parent = format!("parent={pa}");
     let mv = p.network(
         "mv",
-        &[
-            "-d",
-            "macvlan",
-            "-o",
-            &parent,
-            "--subnet",
-            "10.206.1.0/24",
-            "--gateway",
-            "10.206.1.1",
-            "--ipv6",
-            "--subnet",
-            "2001:db8:e262:1::/64",
-            "--gateway",
-            "2001:db8:e262:1::1",
-        ],
+        &words(&format!(
+            "-d macvlan -o parent={pa} --subnet 10.206.1.0/24 --gateway \
+            10.206.1.1 --ipv6 --subnet 2001:db8:e262:1::/64 --gateway \
+            2001:db8:e262:1::1"
+        )),
     );
     assert_eq!(network_inspect(&mv, "{{.Driver}}"), "macvlan");
     assert_eq!(network_inspect(&mv, "{{.Options.parent}}"), pa);
@@ -191,20 +185,11 @@ fn n2_macvlan_with_gateway_dual_stack_and_internal() {
     );
     assert_gateways(&s, &mv, Some(gw4), Some(gw6));
 
-    let parent = format!("parent={pb}");
     let mi = p.network(
         "mi",
-        &[
-            "-d",
-            "macvlan",
-            "-o",
-            &parent,
-            "--internal",
-            "--subnet",
-            "10.206.2.0/24",
-            "--gateway",
-            "10.206.2.1",
-        ],
+        &words(&format!(
+            "-d macvlan -o parent={pb} --internal --subnet 10.206.2.0/24 --gateway 10.206.2.1"
+        )),
     );
     assert_eq!(network_inspect(&mi, "{{.Internal}}"), "true");
     assert_eq!(
@@ -252,39 +237,19 @@ fn n3_ipvlan_networks_with_gateway_and_internal() {
         ip("2001:db8:e263:1::fe"),
         ip("10.207.2.1"),
     );
-    let parent = format!("parent={pa}");
     let iv = p.network(
         "iv",
-        &[
-            "-d",
-            "ipvlan",
-            "-o",
-            &parent,
-            "--subnet",
-            "10.207.1.0/24",
-            "--gateway",
-            "10.207.1.254",
-            "--ipv6",
-            "--subnet",
-            "2001:db8:e263:1::/64",
-            "--gateway",
-            "2001:db8:e263:1::fe",
-        ],
+        &words(&format!(
+            "-d ipvlan -o parent={pa} --subnet 10.207.1.0/24 --gateway \
+            10.207.1.254 --ipv6 --subnet 2001:db8:e263:1::/64 --gateway \
+            2001:db8:e263:1::fe"
+        )),
     );
-    let parent = format!("parent={pb}");
     let ii = p.network(
         "ii",
-        &[
-            "-d",
-            "ipvlan",
-            "-o",
-            &parent,
-            "--internal",
-            "--subnet",
-            "10.207.2.0/24",
-            "--gateway",
-            "10.207.2.1",
-        ],
+        &words(&format!(
+            "-d ipvlan -o parent={pb} --internal --subnet 10.207.2.0/24 --gateway 10.207.2.1"
+        )),
     );
     for (n, internal) in [(&iv, "false"), (&ii, "true")] {
         assert_eq!(network_inspect(n, "{{.Driver}}"), "ipvlan");
@@ -328,19 +293,11 @@ fn n3_ipvlan_containers_get_addresses() {
         return;
     };
     let [pa, _] = p.veth("ic");
-    let parent = format!("parent={pa}");
     let iv = p.network(
         "iv",
-        &[
-            "-d",
-            "ipvlan",
-            "-o",
-            &parent,
-            "--subnet",
-            "10.207.3.0/24",
-            "--gateway",
-            "10.207.3.1",
-        ],
+        &words(&format!(
+            "-d ipvlan -o parent={pa} --subnet 10.207.3.0/24 --gateway 10.207.3.1"
+        )),
     );
     let c = p.run("c", &iv, &[]);
     assert_endpoint(&c, &iv, (ip("10.207.3.2"), 24), None);
