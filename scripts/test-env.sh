@@ -84,6 +84,14 @@ if ! { command -v dockerd >/dev/null && dockerd --version | grep -q '^Docker ver
     log "installing docker.io 28.5 and docker-compose 2.40 from unstable"
     apt-get install -y -qq docker.io/sid containerd/sid docker-cli/sid tini-static/sid docker-compose/sid >/dev/null
 fi
+# The pin's promise: nothing else came from unstable (docker-cli's
+# dependency docker-buildx exists only there). Unstable's libc would break
+# the machine.
+libc=$(dpkg-query -W -f '${Version}' libc6)
+case "$libc" in
+2.36-*) ;;
+*) log "libc6 is $libc, not Debian 12's 2.36: something was installed from unstable with -t sid?"; exit 1 ;;
+esac
 
 # What else comes from Debian 12: busybox, the registry, compose 1.29's
 # Python dependencies.
