@@ -46,12 +46,15 @@ run:
 	$(CARGO) build --release --locked
 	./target/release/gipam
 
-## The whole suite. The daemon-restart scenario restarts dockerd once;
+## The whole suite, against every Docker engine of scripts/engines.sh (28.5,
+## then the docker e2e tests again on 20.10); GIPAM_ENGINES=20.10 (or 28.5)
+## runs one. Every test binary runs even when one fails (--no-fail-fast).
+## The daemon-restart scenario restarts each dockerd once;
 ## GIPAM_E2E_RESTART_DOCKERD=0 skips it.
 test:
 	./scripts/test-env.sh
 	$(MAKE) plugin
-	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} $(CARGO) test --locked --lib --bins --tests
+	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} ./scripts/test-engines.sh
 
 lint:
 	$(CARGO) fmt --check

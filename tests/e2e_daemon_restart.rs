@@ -8,8 +8,10 @@
 //! with `GIPAM_E2E_RESTART_DOCKERD=1` (the Makefile sets it), and it holds
 //! the docker e2e lock (see `docker_env`) while it runs. dockerd is
 //! stopped with SIGTERM and started again with the argv, working directory
-//! and environment it had, detached, logging to
-//! /var/log/gipam-test-dockerd.log.
+//! and environment it had, detached, logging to the file it logged to
+//! (else /var/log/gipam-test-dockerd.log). The dockerd is the one under
+//! test (`DOCKER_HOST`), found through its pid file (`GIPAM_DOCKERD_PIDFILE`,
+//! see `docker_env::engine`).
 //!
 //! Addresses: V4=10.218.0.0/16, V6=2001:db8:e218::/48, explicit subnet
 //! 10.228.0.0/24 (see the address plan in `e2e_plugin.rs`).
@@ -30,6 +32,7 @@ use docker_env::*;
 use plugin_fixture::*;
 
 const SUITE: &str = "e2e_daemon_restart";
+/// Where a restarted dockerd logs when its old log was no file.
 const DOCKERD_LOG: &str = "/var/log/gipam-test-dockerd.log";
 
 /// The running dockerd: pid and how it was started.
@@ -38,6 +41,7 @@ struct Dockerd {
     argv: Vec<OsString>,
     cwd: PathBuf,
     env: Vec<(OsString, OsString)>,
+    log: PathBuf,
 }
 
 fn nul_split(bytes: Vec<u8>) -> Vec<OsString> {
@@ -62,17 +66,16 @@ fn alive(pid: u32) -> bool {
 
 impl Dockerd {
     fn current() -> Dockerd {
-        let pid: u32 = std::fs::read_to_string("/var/run/docker.pid")
-            .expect("read /var/run/docker.pid")
-            .trim()
-            .parse()
-            .expect("a pid in /var/run/docker.pid");
+        let pidfile = dockerd_pidfile();
+        let pid =
+            dockerd_pid().unwrap_or_else(|| panic!("no dockerd pid in {}", pidfile.display()));
         let argv =
             nul_split(std::fs::read(format!("/proc/{pid}/cmdline")).expect("dockerd cmdline"));
         assert!(
             argv.first()
                 .is_some_and(|a| a.to_string_lossy().ends_with("dockerd")),
-            "pid {pid} of /var/run/docker.pid is not dockerd: {argv:?}"
+            "pid {pid} of {} is not dockerd: {argv:?}",
+            pidfile.display()
         );
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
         let env = nul_split(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
@@ -91,6 +94,7 @@ impl Dockerd {
             argv,
             cwd,
             env,
+            log: dockerd_log().unwrap_or_else(|| DOCKERD_LOG.into()),
         }
     }
 
@@ -110,7 +114,7 @@ impl Dockerd {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
-            .open(DOCKERD_LOG)
+            .open(&self.log)
             .expect("open the dockerd log");
         let status = Command::new("setsid")
             .arg("-f")
@@ -126,7 +130,10 @@ impl Dockerd {
             .expect("run setsid -f nohup dockerd");
         assert!(status.success(), "starting dockerd: {status}");
         poll(Duration::from_secs(120), || docker_info().ok()).unwrap_or_else(|| {
-            panic!("dockerd did not answer within 120 s after the restart; see {DOCKERD_LOG}")
+            panic!(
+                "dockerd did not answer within 120 s after the restart; see {}",
+                self.log.display()
+            )
         });
         (stopped, t1.elapsed())
     }

@@ -11,17 +11,26 @@
 //! so two runs never share a dockerd at the same time (and the dockerd
 //! restart scenario never pulls the daemon away from another run); what a
 //! killed earlier run left behind is removed first.
+//!
+//! Split by concern: [`engine`] (which engine and compose, what differs
+//! between them, a veth parent for macvlan/ipvlan), [`inspect`] (what Docker
+//! reports), [`resources`] (one test's containers and networks).
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+mod engine;
+mod inspect;
+mod resources;
+
+pub use engine::*;
+pub use inspect::*;
+pub use resources::*;
+
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::IpAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use serde_json::Value;
 
 /// The test image: busybox from /bin/busybox, built once.
@@ -183,163 +192,6 @@ pub fn server_api_version() -> (u32, u32) {
 }
 
 // ---------------------------------------------------------------------------
-// What Docker reports
-
-pub fn parse_json(s: &str, what: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{what} is not JSON ({e}): {s}"))
-}
-
-/// Asserts that `text` (a CLI error, say) contains each of `parts`.
-pub fn assert_mentions(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "no {part:?} in: {text}");
-    }
-}
-
-/// `docker network inspect -f FORMAT NET`.
-pub fn network_inspect(net: &str, format: &str) -> String {
-    docker_ok(&["network", "inspect", "-f", format, net])
-}
-
-/// `docker network inspect -f '{{json .IPAM.Config}}'`.
-pub fn ipam_config(net: &str) -> Vec<Value> {
-    match parse_json(
-        &network_inspect(net, "{{json .IPAM.Config}}"),
-        "IPAM.Config",
-    ) {
-        Value::Array(v) => v,
-        other => panic!("IPAM.Config of {net} is not a list: {other}"),
-    }
-}
-
-/// The IPAM.Config entries of one family.
-pub fn configs_of(cfg: &[Value], v6: bool) -> Vec<&Value> {
-    cfg.iter()
-        .filter(|c| {
-            c["Subnet"]
-                .as_str()
-                .and_then(|s| s.parse::<IpNet>().ok())
-                .is_some_and(|n| matches!(n, IpNet::V6(_)) == v6)
-        })
-        .collect()
-}
-
-/// The IPAM.Config entry of one family (exactly one must exist).
-pub fn config_of(cfg: &[Value], v6: bool) -> &Value {
-    let list = configs_of(cfg, v6);
-    assert_eq!(
-        list.len(),
-        1,
-        "want one IPv{} entry in {cfg:?}",
-        if v6 { 6 } else { 4 }
-    );
-    list[0]
-}
-
-/// The subnet of `network`'s IPAM.Config entry of one family (exactly one
-/// must exist).
-pub fn subnet_of(network: &str, v6: bool) -> IpNet {
-    net(field(config_of(&ipam_config(network), v6), "Subnet"))
-}
-
-/// `docker inspect` of a container's endpoint on one network.
-pub fn endpoint(container: &str, net: &str) -> Value {
-    let out = docker_ok(&[
-        "inspect",
-        "-f",
-        "{{json .NetworkSettings.Networks}}",
-        container,
-    ]);
-    let v = parse_json(&out, "NetworkSettings.Networks");
-    let ep = v[net].clone();
-    assert!(ep.is_object(), "{container} has no endpoint on {net}: {v}");
-    ep
-}
-
-/// The global addresses of eth0, as `ip addr` inside the container shows them.
-pub fn addrs_inside(container: &str) -> Vec<IpNet> {
-    let out = docker_ok(&["exec", container, "ip", "addr", "show", "dev", "eth0"]);
-    out.lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("inet ") || l.starts_with("inet6 "))
-        .filter(|l| l.contains("scope global"))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(|a| {
-            a.parse::<IpNet>()
-                .unwrap_or_else(|e| panic!("bad address {a} in ip addr ({e}): {out}"))
-        })
-        .collect()
-}
-
-pub fn net(s: &str) -> IpNet {
-    s.parse()
-        .unwrap_or_else(|e| panic!("{s:?} is not a CIDR: {e}"))
-}
-
-/// An address; a `/len` after it is ignored.
-pub fn ip(s: &str) -> IpAddr {
-    let a = s.split_once('/').map_or(s, |(a, _)| a);
-    a.parse()
-        .unwrap_or_else(|e| panic!("{s:?} is not an address: {e}"))
-}
-
-pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
-}
-
-/// An address as Docker reports it; 20.10 reports some with a `/len`.
-pub fn addr_field(v: &Value, key: &str) -> IpAddr {
-    ip(field(v, key))
-}
-
-/// Checks `container`'s endpoint on `network`: the addresses Docker
-/// reports (exactly, with their prefix lengths apart) and exactly those on
-/// eth0 inside.
-pub fn assert_endpoint(container: &str, network: &str, v4: (IpAddr, u8), v6: Option<(IpAddr, u8)>) {
-    let ep = endpoint(container, network);
-    assert_eq!(ep["IPAddress"], v4.0.to_string(), "{container}: {ep}");
-    assert_eq!(ep["IPPrefixLen"], v4.1, "{container}: {ep}");
-    match v6 {
-        Some((a, len)) => {
-            assert_eq!(ep["GlobalIPv6Address"], a.to_string(), "{container}: {ep}");
-            assert_eq!(ep["GlobalIPv6PrefixLen"], len, "{container}: {ep}");
-        }
-        None => assert_eq!(ep["GlobalIPv6Address"], "", "{container}: {ep}"),
-    }
-    let mut want = vec![IpNet::new(v4.0, v4.1).expect("prefix length")];
-    if let Some((a, len)) = v6 {
-        want.push(IpNet::new(a, len).expect("prefix length"));
-    }
-    let inside: HashSet<IpNet> = addrs_inside(container).into_iter().collect();
-    assert_eq!(
-        inside,
-        want.into_iter().collect::<HashSet<_>>(),
-        "global addresses of eth0 in {container}"
-    );
-}
-
-/// The (v4, v6) addresses Docker gave `container` on `network`, after
-/// checking that eth0 inside has exactly them.
-pub fn endpoint_addrs(container: &str, network: &str) -> (IpAddr, Option<IpAddr>) {
-    let ep = endpoint(container, network);
-    let a4 = addr_field(&ep, "IPAddress");
-    let len4 = ep["IPPrefixLen"].as_u64().expect("IPPrefixLen") as u8;
-    let v6 = match field(&ep, "GlobalIPv6Address") {
-        "" => None,
-        s => Some((
-            ip(s),
-            ep["GlobalIPv6PrefixLen"]
-                .as_u64()
-                .expect("GlobalIPv6PrefixLen") as u8,
-        )),
-    };
-    assert_endpoint(container, network, (a4, len4), v6);
-    (a4, v6.map(|(a, _)| a))
-}
-
-// ---------------------------------------------------------------------------
 // Threads and waiting
 
 /// Runs `f` over `items` on `threads` threads; results in input order.
@@ -421,6 +273,9 @@ pub fn setup(suite: &str, remove_leftovers: fn(&str)) -> bool {
                 eprintln!("{suite}: waiting for another docker e2e run ({LOCK_FILE})");
                 lock.lock().expect("take the e2e lock");
             }
+            let e = engine();
+            let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into());
+            eprintln!("{suite}: engine {} on {host}", e.version);
             ensure_image();
             remove_leftovers(suite);
             Some(lock)
@@ -483,127 +338,4 @@ pub fn remove_leftovers<T>(suite: &str, prefix: &str, revive: impl FnOnce(&[Stri
         let _ = docker(&["network", "rm", n]);
     }
     revived
-}
-
-// ---------------------------------------------------------------------------
-// One test's containers and networks
-
-/// The containers and networks one test made, named `<tag>-<what>`, on
-/// networks whose IPAM driver is `driver`. The owner (a test's fixture)
-/// calls [`Resources::cleanup`] in its Drop, also when the test panics,
-/// while the driver still answers.
-pub struct Resources {
-    pub tag: String,
-    pub driver: String,
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-}
-
-impl Resources {
-    pub fn new(tag: String, driver: String) -> Resources {
-        Resources {
-            tag,
-            driver,
-            containers: Vec::new(),
-            networks: Vec::new(),
-        }
-    }
-
-    /// `<tag>-<what>`.
-    pub fn name(&self, what: &str) -> String {
-        format!("{}-{what}", self.tag)
-    }
-
-    /// `docker network create --ipam-driver DRIVER EXTRA... NAME`.
-    pub fn try_network(&mut self, what: &str, extra: &[&str]) -> Result<String, String> {
-        let name = self.name(what);
-        self.networks.push(name.clone());
-        let mut args = vec!["network", "create", "--ipam-driver", self.driver.as_str()];
-        args.extend_from_slice(extra);
-        args.push(&name);
-        let out = docker(&args);
-        if out.status.success() {
-            Ok(name)
-        } else {
-            Err(text(&out.stderr))
-        }
-    }
-
-    pub fn network(&mut self, what: &str, extra: &[&str]) -> String {
-        self.try_network(what, extra)
-            .unwrap_or_else(|e| panic!("docker network create {what} {extra:?}: {e}"))
-    }
-
-    /// A network create that must fail: returns the CLI's error after
-    /// checking that Docker has no such network (nor is there one to
-    /// remove afterwards).
-    pub fn network_fails(&mut self, what: &str, extra: &[&str]) -> String {
-        match self.try_network(what, extra) {
-            Ok(n) => panic!("docker network create {extra:?} succeeded ({n}) but should fail"),
-            Err(e) => {
-                let name = self.name(what);
-                assert!(
-                    !docker(&["network", "inspect", &name]).status.success(),
-                    "failed network {name} exists in Docker"
-                );
-                self.networks.retain(|n| n != &name);
-                e
-            }
-        }
-    }
-
-    pub fn try_run(&mut self, what: &str, net: &str, extra: &[&str]) -> Result<String, String> {
-        let name = self.name(what);
-        self.containers.push(name.clone());
-        docker_run(&name, net, extra).map(|_| name)
-    }
-
-    pub fn run(&mut self, what: &str, net: &str, extra: &[&str]) -> String {
-        self.try_run(what, net, extra)
-            .unwrap_or_else(|e| panic!("docker run {what} on {net} {extra:?}: {e}"))
-    }
-
-    /// Removes a container whose `docker run` failed: created, but its
-    /// start failed, so it may or may not exist.
-    pub fn rm_failed(&mut self, what: &str) {
-        let name = self.name(what);
-        remove_containers(&[&name]);
-        self.containers.retain(|c| c != &name);
-    }
-
-    /// `docker rm -f NAMES...`, which must succeed.
-    pub fn rm_containers<S: AsRef<str>>(&mut self, names: &[S]) {
-        if names.is_empty() {
-            return;
-        }
-        let mut args = vec!["rm", "-f"];
-        args.extend(names.iter().map(AsRef::as_ref));
-        docker_ok(&args);
-        self.containers
-            .retain(|c| !names.iter().any(|n| n.as_ref() == c));
-    }
-
-    pub fn rm_network(&mut self, name: &str) {
-        docker_ok(&["network", "rm", name]);
-        self.networks.retain(|n| n != name);
-    }
-
-    /// Removes every container, then every network (newest first); each
-    /// removal must succeed.
-    pub fn rm_all(&mut self) {
-        let containers = self.containers.clone();
-        self.rm_containers(&containers);
-        for n in self.networks.clone().iter().rev() {
-            self.rm_network(n);
-        }
-    }
-
-    /// What is left: every container, then every network (newest first),
-    /// whatever comes of each removal.
-    pub fn cleanup(&mut self) {
-        remove_containers(&std::mem::take(&mut self.containers));
-        for n in std::mem::take(&mut self.networks).iter().rev() {
-            let _ = docker(&["network", "rm", n]);
-        }
-    }
 }

@@ -102,23 +102,6 @@ pub fn addresses(leases: &BTreeSet<Lease>) -> BTreeSet<IpAddr> {
     leases.iter().map(|l| l.1).collect()
 }
 
-/// The file dockerd writes its log (and its plugins' output) to: its
-/// stderr, found through its pid file (GIPAM_DOCKERD_PIDFILE, else
-/// /var/run/docker.pid).
-pub fn dockerd_log() -> Option<PathBuf> {
-    let pidfile =
-        std::env::var("GIPAM_DOCKERD_PIDFILE").unwrap_or_else(|_| "/var/run/docker.pid".into());
-    let pid = std::fs::read_to_string(pidfile).ok()?;
-    std::fs::read_link(format!("/proc/{}/fd/2", pid.trim())).ok()
-}
-
-/// `docker-compose -p PROJECT -f FILE ARGS...`, not yet run.
-pub fn docker_compose(project: &str, file: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("docker-compose");
-    cmd.arg("-p").arg(project).arg("-f").arg(file).args(args);
-    cmd
-}
-
 // ---------------------------------------------------------------------------
 // One scenario's plugin and everything made with it
 
@@ -137,8 +120,8 @@ pub struct Plugin {
     pub dir: tempfile::TempDir,
     /// Other plugin references to `rm -f` (e.g. a pushed bundle).
     pub plugins: Vec<String>,
-    /// (project, file) of compose projects to take down.
-    pub compose: Vec<(String, PathBuf)>,
+    /// (compose, project, file) of compose projects to take down.
+    pub compose: Vec<(Compose, String, PathBuf)>,
     made: Resources,
     scenario: String,
     started: Instant,
@@ -494,9 +477,9 @@ impl Drop for Plugin {
         if in_use && !self.id.is_empty() && !self.enabled_quiet() {
             let _ = docker(&["plugin", "enable", &self.name]);
         }
-        for (project, file) in &self.compose {
-            let _ = docker_compose(project, file, &["down", "-t", "1"])
-                .stdin(Stdio::null())
+        for (compose, project, file) in &self.compose {
+            let _ = compose
+                .command(project, file, &["down", "-t", "1"])
                 .output();
         }
         self.made.cleanup();
