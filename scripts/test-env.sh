@@ -17,7 +17,8 @@
 #   (its Python dependencies installed from Debian 12) and run as
 #   /usr/local/bin/docker-compose-1.29.
 # - busybox-static (the test image), docker-registry (the plugin upgrade
-#   test) and the musl target (the plugin's static binary).
+#   test), strace and e2fsprogs (tests/faults.rs) and the musl target (the
+#   plugin's static binary).
 set -euo pipefail
 here=$(dirname "$0")
 . "$here/engines.sh"
@@ -94,8 +95,9 @@ case "$libc" in
 esac
 
 # What else comes from Debian 12: busybox, the registry, compose 1.29's
-# Python dependencies.
-pkgs=(busybox-static docker-registry python3 python3-distro python3-docker python3-dockerpty
+# Python dependencies, and the fault tests' tools (strace delays writes,
+# mkfs.ext4 makes the image shut down under gipam, prlimit and mount).
+pkgs=(busybox-static docker-registry strace e2fsprogs util-linux mount curl python3 python3-distro python3-docker python3-dockerpty
     python3-docopt python3-dotenv python3-jsonschema python3-requests python3-texttable
     python3-websocket python3-yaml python3-distutils)
 missing=()
