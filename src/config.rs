@@ -124,6 +124,13 @@ const SETTINGS: &[Setting] = &[
         help: "journal size (bytes, at least 4096) past which it is folded into a new snapshot",
     },
     Setting {
+        env: "METRICS_ADDRESS",
+        aliases: &[],
+        flag: "metrics-address",
+        default: "",
+        help: "serve Prometheus /metrics on TCP host:port (:port means loopback); empty: off. Read-only, but it shows pool names and use",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",
@@ -153,6 +160,8 @@ pub struct Config {
     pub compact_bytes: u64,
     /// What one client may hold and for how long.
     pub limits: Limits,
+    /// Where Prometheus `/metrics` is served (METRICS_ADDRESS), if at all.
+    pub metrics: Option<SocketAddr>,
     pub log: String,
 }
 
@@ -279,6 +288,14 @@ impl Config {
                 .map_err(invalid)?,
             client_timeout: seconds("CLIENT_TIMEOUT", &get("CLIENT_TIMEOUT")).map_err(invalid)?,
         };
+        let metrics = match get("METRICS_ADDRESS").as_str() {
+            "" => None,
+            a => Some(tcp_address(a).map_err(|_| {
+                invalid(format!(
+                    "METRICS_ADDRESS={a} is not host:port (e.g. 127.0.0.1:9115 or :9115)"
+                ))
+            })?),
+        };
         let log = get("LOG");
         check_log_filter(&log).map_err(invalid)?;
         let compact = get("COMPACT_BYTES");
@@ -297,6 +314,7 @@ impl Config {
             listen,
             compact_bytes,
             limits,
+            metrics,
             log,
         })
     }

@@ -103,6 +103,12 @@ pub async fn run(
     let v4: Vec<String> = config.settings.v4.iter().map(|n| n.to_string()).collect();
     let svc = Arc::new(Service::new(ipam, store.clone()));
 
+    // Bound before the plugin socket: a port in use stops the start
+    // before anything Docker could see.
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(crate::metrics::export::bind(addr).await?),
+        None => None,
+    };
     let bound = crate::listen::bind(&config.listen).await?;
     if let Listen::Tcp { addr, .. } = &config.listen
         && !addr.ip().is_loopback()
@@ -120,7 +126,31 @@ pub async fn run(
         v4.join(","),
         v6.join(",")
     );
+    let metrics = match (config.metrics, metrics_listener) {
+        (Some(addr), Some(listener)) => {
+            if !addr.ip().is_loopback() {
+                log::warn!(
+                    "METRICS_ADDRESS={addr} is not loopback: every host that reaches it can read pool names and their use"
+                );
+            }
+            log::info!("Prometheus metrics on http://{addr}/metrics");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(crate::metrics::export::serve(
+                listener,
+                svc.clone(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((stop, serving))
+        }
+        _ => None,
+    };
     server::run(bound.listener, svc, config.limits, shutdown).await;
+    if let Some((stop, serving)) = metrics {
+        let _ = stop.send(());
+        let _ = serving.await;
+    }
     bound.owned.remove();
     let closed = tokio::task::spawn_blocking(move || store.close())
         .await

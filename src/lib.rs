@@ -13,6 +13,7 @@
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
 //!   gipam does not own.
+//! - [`metrics`]: request and store counters, and Prometheus `/metrics`.
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod error;
 pub mod ipam;
 pub mod listen;
+pub mod metrics;
 pub mod routes;
 pub mod service;
 pub mod store;

@@ -204,22 +204,47 @@ pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error>
     Ok(Empty {})
 }
 
-/// `/Gipam.Status`: held pools with their lease counts (F11, read-only).
+/// `/Gipam.Status`: held pools with their size and use, the main pools
+/// and the store (F11, read-only). The pools are copied under the lock in
+/// one pass (`Service::usage`); the store's figures are atomics.
 pub fn status(svc: &Service) -> StatusResponse {
-    let ipam = svc.ipam();
-    let pools: Vec<PoolStatus> = ipam
-        .state()
-        .pools()
+    let usage = svc.usage();
+    let pools: Vec<PoolStatus> = usage
+        .pools
+        .iter()
         .map(|p| PoolStatus {
             pool_id: p.id.to_string(),
             pool: p.id.subnet.to_string(),
             auto: p.auto,
-            leases: p.lease_count(),
+            leases: p.leases,
+            family: match ipam::Family::of_net(&p.id.subnet) {
+                ipam::Family::V4 => "IPv4",
+                ipam::Family::V6 => "IPv6",
+            },
+            size: p.size,
         })
         .collect();
+    let st = svc.store_stats();
+    let names = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect();
     StatusResponse {
         leases: pools.iter().map(|p| p.leases).sum(),
         pools,
+        mains: MainsStatus {
+            v4: names(&usage.v4),
+            v6: names(&usage.v6),
+        },
+        store: StoreStatus {
+            journal_bytes: st.journal_bytes,
+            snapshot_bytes: st.snapshot_bytes,
+            snapshots: st.snapshots,
+            last_snapshot: st.last_snapshot.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+            last_fsync_seconds: st.last_fsync.map(|d| d.as_secs_f64()),
+            errors: st.errors,
+        },
     }
 }
 

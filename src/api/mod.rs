@@ -46,11 +46,18 @@ pub fn routes_with(
         .then(move |method: Method, path: FullPath, body| {
             let svc = svc.clone();
             async move {
+                let start = std::time::Instant::now();
                 let result = match tokio::time::timeout(body_timeout, read_body(body)).await {
                     Ok(Ok(bytes)) => dispatch(&svc, &method, path.as_str(), &bytes).await,
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(Error::Timeout(body_timeout)),
                 };
+                // Atomics only (crate::metrics): nothing measurable per request.
+                svc.metrics().observe(
+                    crate::metrics::endpoint_index(path.as_str()),
+                    crate::metrics::outcome_index(&result),
+                    start.elapsed(),
+                );
                 reply(path.as_str(), result)
             }
         })

@@ -88,6 +88,10 @@ impl LocalStore {
             journal_len: AtomicU64::new(loaded.size),
             compact_min,
             retry_at: AtomicU64::new(0),
+            fsync: Default::default(),
+            snapshots: AtomicU64::new(0),
+            snapshot_at_ms: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -261,6 +265,14 @@ impl Store for LocalStore {
 
     fn wants_snapshot(&self) -> bool {
         self.shared.wants_snapshot()
+    }
+
+    fn stats(&self) -> super::StoreStats {
+        self.shared.stats()
+    }
+
+    fn fsync_latency(&self) -> Option<&crate::metrics::Histogram> {
+        Some(&self.shared.fsync)
     }
 
     fn snapshot(&self, state: Frozen) {
