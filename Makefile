@@ -40,6 +40,7 @@ run:
 ## GIPAM_E2E_RESTART_DOCKERD=0 skips it.
 test:
 	./scripts/test-env.sh
+	./scripts/install-prometheus.sh
 	$(MAKE) plugin
 	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} $(CARGO) test --locked --lib --bins --tests
 
