@@ -13,10 +13,12 @@
 //! - [`daemon`]: start-up and shutdown: store, allocator, listener, signals.
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
 //!   gipam does not own.
+//! - [`cli`]: the client subcommands (status, leases, reconcile, import).
 //! - [`metrics`]: request and store counters, and Prometheus `/metrics`.
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use gipam::config::{Config, ConfigError};
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args(), std::env::vars()) {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(code) = gipam::cli::main(&args) {
+        return code;
+    }
+    let config = match Config::from_sources(args, std::env::vars()) {
         Ok(c) => c,
         Err(ConfigError::Info(text)) => {
             print!("{text}");

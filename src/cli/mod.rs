@@ -1,0 +1,126 @@
+//! The client subcommands of the one `gipam` binary: `status`, `leases`
+//! and `reconcile` talk to the running gipam over its socket. `main.rs`
+//! hands argv here before the daemon starts; anything that is not a
+//! subcommand is the daemon's.
+//!
+//! The socket is `--socket PATH`, else SOCKET, else the legacy path
+//! /run/docker/plugins/gipam.sock (finding a managed plugin's socket is
+//! the CLI framework's job, not this module's).
+
+mod client;
+pub mod docker;
+pub mod leases;
+pub mod reconcile;
+pub mod status;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The subcommands this module runs.
+pub const COMMANDS: [&str; 3] = ["status", "leases", "reconcile"];
+
+const USAGE: &str = "usage:
+  gipam status [--json] [--socket PATH]
+  gipam leases [POOL] [--json] [--socket PATH]     POOL: a PoolID, subnet or network name
+  gipam reconcile [--apply] [--json] [--settle SECONDS] [--socket PATH]
+";
+
+/// Flags shared by the subcommands.
+#[derive(Debug, Default)]
+struct Args {
+    socket: Option<PathBuf>,
+    json: bool,
+    apply: bool,
+    settle: Option<Duration>,
+    positional: Vec<String>,
+}
+
+fn parse(rest: &[String]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "--json" => a.json = true,
+            "--apply" => a.apply = true,
+            "--socket" => a.socket = Some(value("--socket")?.into()),
+            "--settle" => {
+                let v = value("--settle")?;
+                let s = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.0..=300.0).contains(s))
+                    .ok_or_else(|| {
+                        format!("--settle {v} is not a number of seconds from 0 to 300")
+                    })?;
+                a.settle = Some(Duration::from_secs_f64(s));
+            }
+            f if f.starts_with('-') => return Err(format!("unknown flag {f}")),
+            _ => a.positional.push(arg.clone()),
+        }
+    }
+    Ok(a)
+}
+
+/// Runs the subcommand `args[1]` names; `None` when it names none (the
+/// daemon runs).
+pub fn main(args: &[String]) -> Option<ExitCode> {
+    let cmd = args.get(1)?;
+    if !COMMANDS.contains(&cmd.as_str()) {
+        return None;
+    }
+    let rest = &args[2..];
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return Some(ExitCode::SUCCESS);
+    }
+    let result = parse(rest).and_then(|a| {
+        let socket = a
+            .socket
+            .clone()
+            .or_else(|| std::env::var_os("SOCKET").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/run/docker/plugins/gipam.sock"));
+        let extra = |max: usize| {
+            if a.positional.len() > max {
+                Err(format!(
+                    "{cmd}: unexpected {:?}\n{USAGE}",
+                    a.positional[max]
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match cmd.as_str() {
+            "status" => extra(0).and_then(|_| status::run(&socket, a.json)),
+            "leases" => extra(1).and_then(|_| {
+                leases::run(&socket, a.positional.first().map(String::as_str), a.json)
+            }),
+            _ => extra(0).and_then(|_| {
+                reconcile::run(
+                    &socket,
+                    a.apply,
+                    a.json,
+                    a.settle.unwrap_or(Duration::from_secs(2)),
+                )
+            }),
+        }
+    });
+    Some(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gipam {cmd}: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
