@@ -98,6 +98,11 @@ impl Service {
         }
     }
 
+    /// The pool a foreign PoolID names (the original gipam's, imported).
+    pub fn resolve_alias(&self, name: &str) -> Option<PoolId> {
+        self.lock().ipam.state().alias(name).cloned()
+    }
+
     /// Requests counted by the protocol edge.
     pub fn metrics(&self) -> &RequestMetrics {
         &self.metrics

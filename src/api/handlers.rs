@@ -57,8 +57,14 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn pool_id(text: &str) -> Result<PoolId, Error> {
-    Ok(PoolId::from_str(text.trim())?)
+/// Parses a PoolID; one that is not gipam's may be the original gipam's,
+/// imported with its pool (`gipam import`), which Docker keeps sending.
+fn pool_id(svc: &Service, text: &str) -> Result<PoolId, Error> {
+    let t = text.trim();
+    match PoolId::from_str(t) {
+        Ok(id) => Ok(id),
+        Err(e) => svc.resolve_alias(t).ok_or(Error::Ipam(e)),
+    }
 }
 
 /// Parses an address strictly (`ipam::parse_addr`), tolerating a `/len`
@@ -150,7 +156,7 @@ pub async fn request_pool(svc: &Service, body: &[u8]) -> Result<RequestPoolRespo
 
 pub async fn release_pool(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleasePoolRequest = decode("ReleasePool", body)?;
-    let id = pool_id(&r.pool_id)?;
+    let id = pool_id(svc, &r.pool_id)?;
     if svc.release_pool(&id).await? {
         log::info!("pool {id} released");
     } else {
@@ -161,7 +167,7 @@ pub async fn release_pool(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
 
 pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddressResponse, Error> {
     let r: RequestAddressRequest = decode("RequestAddress", body)?;
-    let pool = pool_id(&r.pool_id)?;
+    let pool = pool_id(svc, &r.pool_id)?;
     let opt = |k: &str| r.options.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mac = opt(MAC_ADDRESS)
         .map(|m| m.parse::<Mac>().map_err(Error::BadRequest))
@@ -193,7 +199,7 @@ pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddres
 
 pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleaseAddressRequest = decode("ReleaseAddress", body)?;
-    let id = pool_id(&r.pool_id)?;
+    let id = pool_id(svc, &r.pool_id)?;
     let Some(addr) = address("address", &r.address)? else {
         return Err(Error::BadRequest(format!(
             "ReleaseAddress for pool {id} names no address"

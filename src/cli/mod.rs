@@ -1,7 +1,7 @@
 //! The client subcommands of the one `gipam` binary: `status`, `leases`
-//! and `reconcile` talk to the running gipam over its socket. `main.rs`
-//! hands argv here before the daemon starts; anything that is not a
-//! subcommand is the daemon's.
+//! and `reconcile` talk to the running gipam over its socket; `import`
+//! writes a new state directory offline. `main.rs` hands argv here before
+//! the daemon starts; anything that is not a subcommand is the daemon's.
 //!
 //! The socket is `--socket PATH`, else SOCKET, else the legacy path
 //! /run/docker/plugins/gipam.sock (finding a managed plugin's socket is
@@ -9,6 +9,7 @@
 
 mod client;
 pub mod docker;
+pub mod import;
 pub mod leases;
 pub mod reconcile;
 pub mod status;
@@ -19,18 +20,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// The subcommands this module runs.
-pub const COMMANDS: [&str; 3] = ["status", "leases", "reconcile"];
+pub const COMMANDS: [&str; 4] = ["status", "leases", "reconcile", "import"];
 
 const USAGE: &str = "usage:
   gipam status [--json] [--socket PATH]
   gipam leases [POOL] [--json] [--socket PATH]     POOL: a PoolID, subnet or network name
   gipam reconcile [--apply] [--json] [--settle SECONDS] [--socket PATH]
+  gipam import FILE [--state-dir DIR]              the original gipam's lease file, gipam stopped
 ";
 
 /// Flags shared by the subcommands.
 #[derive(Debug, Default)]
 struct Args {
     socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     json: bool,
     apply: bool,
     settle: Option<Duration>,
@@ -55,6 +58,7 @@ fn parse(rest: &[String]) -> Result<Args, String> {
             "--json" => a.json = true,
             "--apply" => a.apply = true,
             "--socket" => a.socket = Some(value("--socket")?.into()),
+            "--state-dir" => a.state_dir = Some(value("--state-dir")?.into()),
             "--settle" => {
                 let v = value("--settle")?;
                 let s = v
@@ -106,7 +110,7 @@ pub fn main(args: &[String]) -> Option<ExitCode> {
             "leases" => extra(1).and_then(|_| {
                 leases::run(&socket, a.positional.first().map(String::as_str), a.json)
             }),
-            _ => extra(0).and_then(|_| {
+            "reconcile" => extra(0).and_then(|_| {
                 reconcile::run(
                     &socket,
                     a.apply,
@@ -114,6 +118,19 @@ pub fn main(args: &[String]) -> Option<ExitCode> {
                     a.settle.unwrap_or(Duration::from_secs(2)),
                 )
             }),
+            _ => {
+                extra(1)?;
+                let file = a
+                    .positional
+                    .first()
+                    .ok_or_else(|| format!("import needs the lease FILE\n{USAGE}"))?;
+                let dir = a
+                    .state_dir
+                    .clone()
+                    .or_else(|| std::env::var_os("STATE_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/gipam"));
+                import::run(std::path::Path::new(file), &dir)
+            }
         }
     });
     Some(match result {

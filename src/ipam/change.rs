@@ -53,6 +53,10 @@ pub enum Change {
     },
     /// A leased address was released.
     ReleaseAddress { pool: PoolId, address: IpAddr },
+    /// The PoolID another IPAM driver gave Docker for this pool (the
+    /// original gipam's random 16-character ids, `gipam import`): Docker
+    /// keeps sending it, so it names the pool for good.
+    AliasPool { alias: String, id: PoolId },
 }
 
 impl Change {
@@ -60,7 +64,9 @@ impl Change {
     pub fn pool(&self) -> Option<&PoolId> {
         match self {
             Change::SetUla { .. } | Change::SetMains { .. } => None,
-            Change::AddPool { id, .. } | Change::ReleasePool { id } => Some(id),
+            Change::AddPool { id, .. }
+            | Change::ReleasePool { id }
+            | Change::AliasPool { id, .. } => Some(id),
             Change::AddAddress { pool, .. } | Change::ReleaseAddress { pool, .. } => Some(pool),
         }
     }
@@ -98,6 +104,7 @@ struct RawChange {
     dynamic: bool,
     mac: Option<Mac>,
     name: Option<String>,
+    alias: Option<String>,
 }
 
 impl TryFrom<RawChange> for Change {
@@ -134,6 +141,10 @@ impl TryFrom<RawChange> for Change {
             "release_address" => Change::ReleaseAddress {
                 pool: r.pool.ok_or_else(|| need("pool"))?,
                 address: r.address.ok_or_else(|| need("address"))?,
+            },
+            "alias_pool" => Change::AliasPool {
+                alias: r.alias.ok_or_else(|| need("alias"))?,
+                id: r.id.ok_or_else(|| need("id"))?,
             },
             other => return Err(format!("unknown change {other:?}")),
         })

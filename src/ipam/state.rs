@@ -22,6 +22,9 @@ pub struct State {
     index: BTreeMap<(Family, u128), (u128, PoolId)>,
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
+    /// PoolIDs another driver gave Docker (see `Change::AliasPool`). Kept
+    /// when the pool goes: they are random and never come back.
+    aliases: BTreeMap<String, PoolId>,
 }
 
 impl State {
@@ -38,6 +41,11 @@ impl State {
     /// The main pools (V4, V6) gipam last started with, if recorded.
     pub fn mains(&self) -> Option<&(Vec<IpNet>, Vec<IpNet>)> {
         self.mains.as_ref()
+    }
+
+    /// The pool another driver's PoolID names, if one was imported.
+    pub fn alias(&self, name: &str) -> Option<&PoolId> {
+        self.aliases.get(name)
     }
 
     /// A held pool.
@@ -125,6 +133,16 @@ impl State {
                 let x = to_u128(*address);
                 Undo::ReleaseAddress(key(pool), x, p.release(x))
             }
+            Change::AliasPool { alias, id } => {
+                self.pool_mut(id)?;
+                if alias.is_empty() || alias.parse::<PoolId>().is_ok() {
+                    return Err(Error::Inconsistent(format!(
+                        "{alias:?} cannot name pool {id}: it is not a foreign PoolID"
+                    )));
+                }
+                let old = self.aliases.insert(alias.clone(), id.clone());
+                Undo::Alias(alias.clone(), old)
+            }
         })
     }
 
@@ -149,6 +167,12 @@ impl State {
                 if let Some(p) = self.pool_at(k) {
                     p.unadd(x, u);
                 }
+            }
+            Undo::Alias(alias, Some(old)) => {
+                self.aliases.insert(alias, old);
+            }
+            Undo::Alias(alias, None) => {
+                self.aliases.remove(&alias);
             }
             Undo::ReleaseAddress(_, _, None) => {}
             Undo::ReleaseAddress(k, x, Some(u)) => {
@@ -184,6 +208,7 @@ impl State {
         Frozen {
             ula: self.ula,
             mains: self.mains.clone(),
+            aliases: self.aliases.clone(),
             pools: self
                 .pools
                 .values()
@@ -211,6 +236,7 @@ impl State {
         let mut st = State::new();
         st.ula = s.ula;
         st.mains = s.mains.map(|m| (m.v4, m.v6));
+        st.aliases = s.aliases;
         for p in s.pools {
             // The reserved gateway is among the leases; it is marked below.
             st.apply(&Change::AddPool {
@@ -252,6 +278,7 @@ pub enum Undo {
     ReleasePool(Option<Box<Pool>>),
     AddAddress((Family, u128), u128, AddUndo),
     ReleaseAddress((Family, u128), u128, Option<ReleaseUndo>),
+    Alias(String, Option<PoolId>),
 }
 
 /// A copy of the state taken for a snapshot (see [`State::freeze`]).
@@ -259,6 +286,7 @@ pub enum Undo {
 pub struct Frozen {
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
+    aliases: BTreeMap<String, PoolId>,
     pools: Vec<FrozenPool>,
 }
 
@@ -280,6 +308,7 @@ impl Frozen {
         Snapshot {
             ula: self.ula,
             mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
+            aliases: self.aliases.clone(),
             pools: self
                 .pools
                 .iter()
@@ -319,6 +348,9 @@ pub struct Snapshot {
     pub mains: Option<SnapshotMains>,
     #[serde(default)]
     pub pools: Vec<SnapshotPool>,
+    /// Foreign PoolIDs (`gipam import`) and the pools they name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, PoolId>,
 }
 
 /// The main pools gipam last started with.
