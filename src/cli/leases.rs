@@ -95,7 +95,7 @@ pub fn render(leases: &Value) -> String {
         &["POOL", "NETWORK", "ADDRESS", "KIND", "MAC", "NAME"],
         &rows,
     );
-    out.push_str(&format!("{} leases\n", list.len()));
+    out.push_str(&format!("{}\n", table::plural(list.len() as u128, "lease")));
     out
 }
 

@@ -208,18 +208,28 @@ fn render(leaks: &Leaks, apply: bool, failed: &[String]) -> String {
             "pool".into(),
             p.pool_id.clone(),
             "-".into(),
-            format!("no Docker network has {} ({} leases)", p.subnet, p.leases),
+            format!(
+                "no Docker network has {} ({})",
+                p.subnet,
+                table::plural(p.leases, "lease")
+            ),
         ]);
     }
     let mut out = table::render(&["LEAK", "POOL", "ADDRESS", "WHY"], &rows);
     if apply {
-        out.push_str(&format!("freed {} of {n} leaks\n", n - failed.len()));
+        out.push_str(&format!(
+            "freed {} of {}\n",
+            n - failed.len(),
+            table::plural(n as u128, "leak")
+        ));
         for f in failed {
             out.push_str(&format!("not freed: {f}\n"));
         }
     } else {
         out.push_str(&format!(
-            "{n} leaks; `gipam reconcile --apply` frees them\n"
+            "{}; `gipam reconcile --apply` frees {}\n",
+            table::plural(n as u128, "leak"),
+            if n == 1 { "it" } else { "them" }
         ));
     }
     out

@@ -114,17 +114,17 @@ pub fn render(status: &Value) -> String {
         if let Some(t) = status.get("Totals").and_then(|t| t.get(fam)) {
             let (size, used) = (num(t, "Size"), num(t, "Leases"));
             totals.push(format!(
-                "{fam}: {} pools, {} of {} addresses used",
-                num(t, "Pools"),
+                "{fam}: {}, {} of {} addresses used",
+                table::plural(num(t, "Pools"), "pool"),
                 used,
                 table::count(size)
             ));
         }
     }
     out.push_str(&format!(
-        "total: {} pools, {} leases{}{}\n",
-        pools.len(),
-        num(status, "Leases"),
+        "total: {}, {}{}{}\n",
+        table::plural(pools.len() as u128, "pool"),
+        table::plural(num(status, "Leases"), "lease"),
         if totals.is_empty() { "" } else { " (" },
         if totals.is_empty() {
             String::new()
@@ -161,10 +161,10 @@ pub fn render(status: &Value) -> String {
             None => "none yet".into(),
         };
         out.push_str(&format!(
-            "store: journal {}, snapshot {} ({snapshot}), last fsync {fsync}, {} errors\n",
+            "store: journal {}, snapshot {} ({snapshot}), last fsync {fsync}, {}\n",
             table::bytes(num(s, "JournalBytes") as u64),
             table::bytes(num(s, "SnapshotBytes") as u64),
-            num(s, "Errors")
+            table::plural(num(s, "Errors"), "error")
         ));
     }
     if let Some(e) = status.get("Docker").and_then(Value::as_str) {

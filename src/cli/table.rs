@@ -61,6 +61,16 @@ pub fn count(n: u128) -> String {
     }
 }
 
+/// `1 pool`, `3 pools`.
+pub fn plural(n: impl Into<u128>, what: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `1.2 KiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -110,6 +120,8 @@ mod tests {
         assert_eq!(bar(3, u128::MAX), "[#.........]   0%");
         assert_eq!(count(254), "254");
         assert_eq!(count(1 << 64), "1.8e19");
+        assert_eq!(plural(1u8, "pool"), "1 pool");
+        assert_eq!(plural(0u8, "lease"), "0 leases");
         assert_eq!(bytes(222), "222 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
