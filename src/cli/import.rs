@@ -225,7 +225,7 @@ pub fn run(file: &Path, dir: &Path) -> Result<(), String> {
         )
     })?;
     println!(
-        "imported {} into {}: {} pools (Docker's PoolIDs from the original gipam kept as aliases), {} leases; {free} free blocks need nothing",
+        "imported {} into {}: {} pools (Docker's PoolIDs from the original gipam kept as aliases), {} leases; free blocks need nothing ({free})",
         file.display(),
         dir.display(),
         plan.pools,
