@@ -3,6 +3,9 @@
 //! for real and reconcile reports exactly it, `--apply` frees it, and a
 //! container started while reconcile runs keeps its addresses.
 //!
+//! A leaked pool is made directly on gipam's socket (a RequestPool no
+//! network came of), and must be reported and freed too.
+//!
 //! The leak: a dual-stack network, and a container asking for `--ip6` of
 //! an address already held (the network's IPv6 gateway). Docker gets the
 //! container's IPv4 address, the IPv6 request fails, and Docker never
@@ -12,7 +15,7 @@
 //! Needs a running dockerd (docs/testing.md); `GIPAM_SKIP_E2E=1` skips.
 //! Names start with `gipam-rec-<pid>-`; everything is removed on Drop,
 //! also when the test fails, while gipam still answers. The subnets are
-//! 10.251.0.0/24 and fd00:251::/64.
+//! 10.251.0.0/24, 10.251.9.0/24 and fd00:251::/64.
 
 mod common;
 mod docker_env;
@@ -149,6 +152,17 @@ fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() 
     assert_eq!(leaked.len(), 1, "one IPv4 address leaked: {held:?}");
     let leak = leaked[0];
     assert!(leak.is_ipv4());
+    // A pool no network has: what a network removed while gipam was down
+    // leaves behind.
+    let (s, v) = Client::connect(&w.socket)
+        .expect("connect")
+        .call(
+            "IpamDriver.RequestPool",
+            &serde_json::json!({"AddressSpace":"LocalDefault","Pool":"10.251.9.0/24","SubPool":"","Options":{},"V6":false}),
+        )
+        .expect("RequestPool");
+    assert_eq!(s, 200, "{v}");
+    let held = w.leases();
 
     // The dry run reports exactly it, and changes nothing.
     let dry = w.json(&["reconcile", "--json", "--settle", "0.5"]);
@@ -159,7 +173,13 @@ fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() 
         .map(|l| field(l, "Address"))
         .collect();
     assert_eq!(reported, [leak.to_string()], "{dry}");
-    assert_eq!(dry["Pools"], Value::Array(vec![]), "{dry}");
+    let pools: Vec<&str> = dry["Pools"]
+        .as_array()
+        .expect("Pools")
+        .iter()
+        .map(|p| field(p, "PoolID"))
+        .collect();
+    assert_eq!(pools, ["LocalDefault/10.251.9.0/24"], "{dry}");
     assert_eq!(w.leases(), held);
 
     // --apply while a container starts: reconcile's first read is before
@@ -183,13 +203,11 @@ fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() 
     assert!(out.status.success(), "reconcile --apply failed");
     let applied = parse_json(&text(&out.stdout), "reconcile --apply --json");
     assert_eq!(
-        applied["Freed"].as_array().map(Vec::len),
-        Some(1),
-        "{applied}"
-    );
-    assert_eq!(
-        applied["Freed"][0],
-        Value::String(format!("LocalDefault/10.251.0.0/24 {leak}")),
+        applied["Freed"],
+        serde_json::json!([
+            format!("LocalDefault/10.251.0.0/24 {leak}"),
+            "LocalDefault/10.251.9.0/24"
+        ]),
         "{applied}"
     );
 
@@ -213,6 +231,7 @@ fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() 
     // Nothing is left to free.
     let again = w.json(&["reconcile", "--json", "--settle", "0.2"]);
     assert_eq!(again["Leases"], Value::Array(vec![]), "{again}");
+    assert_eq!(again["Pools"], Value::Array(vec![]), "{again}");
 
     // status names the network (Docker answers).
     let status = w.json(&["status", "--json"]);
