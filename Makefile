@@ -9,6 +9,7 @@
 #   make soak      100 kill -9s under load, then lost/duplicate counts
 #   make settings  print every setting (gipam --help of the plugin's binary)
 #   make help      print this list
+#   make install-systemd  the plain daemon: binary, systemd unit, defaults
 
 PLUGIN_NAME ?= org/gipam
 TAG         ?= latest
@@ -16,7 +17,7 @@ TARGET      ?= x86_64-unknown-linux-musl
 CARGO       ?= cargo
 BIN          = target/$(TARGET)/release/gipam
 
-.PHONY: all help settings build run test lint bench bench-oha soak plugin plugin-docker create enable disable remove push install clean
+.PHONY: all help settings build run test lint bench bench-oha soak plugin plugin-docker create enable disable remove push install install-systemd clean
 
 all: build
 
@@ -53,6 +54,7 @@ run:
 ## GIPAM_E2E_RESTART_DOCKERD=0 skips it.
 test:
 	./scripts/test-env.sh
+	./scripts/install-prometheus.sh
 	$(MAKE) plugin
 	GIPAM_E2E_RESTART_DOCKERD=$${GIPAM_E2E_RESTART_DOCKERD:-1} ./scripts/test-engines.sh
 
@@ -119,6 +121,28 @@ install: plugin
 	    docker plugin enable $(PLUGIN_NAME):$(TAG); \
 	fi
 	@echo "ready: docker network create --ipam-driver $(PLUGIN_NAME):$(TAG) mynet"
+
+## The plain daemon (no managed plugin): $(PREFIX)/bin/gipam, the unit
+## in $(UNITDIR) (its ExecStart names that binary), settings in
+## $(DEFAULTS) (kept when it exists). SYSTEMD_BIN installs another binary
+## (tests use the debug one) instead of building the release one.
+PREFIX      ?= /usr/local
+UNITDIR     ?= /etc/systemd/system
+DEFAULTS    ?= /etc/default/gipam
+SYSTEMD_BIN ?= target/release/gipam
+
+install-systemd:
+	@if [ "$(SYSTEMD_BIN)" = target/release/gipam ]; then $(CARGO) build --release --locked; fi
+	install -D -m 0755 $(SYSTEMD_BIN) $(DESTDIR)$(PREFIX)/bin/gipam
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	sed 's|^ExecStart=/usr/local/bin/gipam|ExecStart=$(PREFIX)/bin/gipam|' contrib/gipam.service > $(DESTDIR)$(UNITDIR)/gipam.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/gipam.service
+	@[ -e $(DESTDIR)$(DEFAULTS) ] || install -D -m 0644 contrib/gipam.default $(DESTDIR)$(DEFAULTS)
+	@if [ -z "$(DESTDIR)" ] && [ "$(UNITDIR)" = /etc/systemd/system ] && [ -d /run/systemd/system ]; then \
+	    systemctl daemon-reload && echo "installed; start with: systemctl enable --now gipam"; \
+	else \
+	    echo "installed $(DESTDIR)$(UNITDIR)/gipam.service; run systemctl daemon-reload where systemd runs"; \
+	fi
 
 clean:
 	$(CARGO) clean

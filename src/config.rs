@@ -59,6 +59,8 @@ pub struct Serve {
     pub listen: Listen,
     /// What one client may hold and for how long.
     pub limits: Limits,
+    /// Where Prometheus `/metrics` is served (METRICS_ADDRESS), if at all.
+    pub metrics: Option<SocketAddr>,
     pub log: String,
 }
 
@@ -301,6 +303,11 @@ impl Config {
             client_timeout: keep(&mut refused, &timeout, seconds(&timeout))
                 .unwrap_or(defaults.client_timeout),
         };
+        let metrics = src.get("METRICS_ADDRESS");
+        let metrics = match metrics.text.as_str() {
+            "" => None,
+            _ => keep(&mut refused, &metrics, tcp_address(&metrics)),
+        };
         let log = src.get("LOG");
         let log = match keep(&mut refused, &log, check_log_filter(&log)) {
             Some(()) => log.text,
@@ -315,6 +322,7 @@ impl Config {
             serve: Serve {
                 listen,
                 limits,
+                metrics,
                 log,
             },
             core,

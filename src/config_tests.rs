@@ -319,3 +319,21 @@ fn help_lists_every_setting_with_env_and_default() {
         "{help}"
     );
 }
+
+#[test]
+fn metrics_address_is_off_by_default_and_port_only_means_loopback() {
+    assert_eq!(cfg(&[], &[]).expect("valid").serve.metrics, None);
+    let c = cfg(&[], &[("METRICS_ADDRESS", ":9115")]).expect("valid");
+    assert_eq!(
+        c.serve.metrics,
+        Some("127.0.0.1:9115".parse().expect("addr"))
+    );
+    // Read-only: another host may scrape it (the README says what it shows).
+    let c = cfg(&["--metrics-address", "0.0.0.0:9115"], &[]).expect("valid");
+    assert_eq!(c.serve.metrics, Some("0.0.0.0:9115".parse().expect("addr")));
+    let m = invalid(&[], &[("METRICS_ADDRESS", "nowhere")]);
+    assert!(
+        m.starts_with("METRICS_ADDRESS=nowhere is not host:port"),
+        "{m}"
+    );
+}

@@ -86,6 +86,12 @@ pub async fn run(
     // A SOCKET or SPEC_FILE gipam may not replace stops the start before
     // the state is touched.
     crate::listen::preflight(&serve.listen)?;
+    // Bound before the plugin socket: a port in use stops the start
+    // before anything Docker could see.
+    let metrics_listener = match serve.metrics {
+        Some(addr) => Some((addr, crate::metrics::export::bind(addr).await?)),
+        None => None,
+    };
     let at = Deployment::detect(&serve.listen);
     let started = match config.core {
         Ok(core) => start(core, &at).await,
@@ -108,7 +114,28 @@ pub async fn run(
                 bound.serving,
                 s.summary
             );
+            let metrics = metrics_listener.map(|(addr, listener)| {
+                if !addr.ip().is_loopback() {
+                    log::warn!(
+                        "METRICS_ADDRESS={addr} is not loopback: every host that reaches it can read pool names and their use"
+                    );
+                }
+                log::info!("Prometheus metrics on http://{addr}/metrics");
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let serving = tokio::spawn(crate::metrics::export::serve(
+                    listener,
+                    s.svc.clone(),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                (stop, serving)
+            });
             server::run(bound.listener, s.svc, serve.limits, shutdown).await;
+            if let Some((stop, serving)) = metrics {
+                let _ = stop.send(());
+                let _ = serving.await;
+            }
             bound.owned.remove();
             let store = s.store;
             let closed = tokio::task::spawn_blocking(move || store.close())

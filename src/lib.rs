@@ -16,6 +16,8 @@
 //! - [`listen`]: binding the socket or TCP + spec file, never over a file
 //!   gipam does not own.
 //! - [`refusal`]: the one-line reason of a refused start, with its fix.
+//! - [`cli`]: the client subcommands (status, leases, reconcile, import).
+//! - [`metrics`]: request and store counters, and Prometheus `/metrics`.
 //! - [`error`]: the error every request path returns.
 
 pub mod api;
@@ -25,6 +27,7 @@ pub mod daemon;
 pub mod error;
 pub mod ipam;
 pub mod listen;
+pub mod metrics;
 pub mod refusal;
 pub mod routes;
 pub mod service;

@@ -24,9 +24,10 @@ use ipnet::IpNet;
 
 use crate::error::Error;
 use crate::ipam::{
-    AddressRequest, Change, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec, Undo,
+    AddressRequest, Change, Family, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec, Undo,
 };
-use crate::store::{Durable, Store, StoreError, Ticket};
+use crate::metrics::RequestMetrics;
+use crate::store::{Durable, Store, StoreError, StoreStats, Ticket};
 
 /// How often a request that changes nothing plans again when the change
 /// its answer rested on failed.
@@ -46,6 +47,26 @@ struct Live {
 pub struct Service {
     live: Mutex<Live>,
     store: Arc<dyn Store>,
+    metrics: RequestMetrics,
+}
+
+/// One held pool as status and metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub id: PoolId,
+    pub auto: bool,
+    /// Addresses that can be leased (the subnet without its reserved ones).
+    pub size: u128,
+    /// Leased addresses, gateway included.
+    pub leases: usize,
+}
+
+/// The pools and main pools at one moment, copied under the lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub pools: Vec<PoolUsage>,
+    pub v4: Vec<IpNet>,
+    pub v6: Vec<IpNet>,
 }
 
 /// Read access to the allocator (status and listing reads).
@@ -75,6 +96,48 @@ impl Service {
                 last: None,
             }),
             store,
+            metrics: RequestMetrics::default(),
+        }
+    }
+
+    /// The pool a foreign PoolID names (the original gipam's, imported).
+    pub fn resolve_alias(&self, name: &str) -> Option<PoolId> {
+        self.lock().ipam.state().alias(name).cloned()
+    }
+
+    /// Requests counted by the protocol edge.
+    pub fn metrics(&self) -> &RequestMetrics {
+        &self.metrics
+    }
+
+    /// What the store tells about itself (no lock taken).
+    pub fn store_stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    /// The store's flush latency, when it flushes.
+    pub fn fsync_latency(&self) -> Option<&crate::metrics::Histogram> {
+        self.store.fsync_latency()
+    }
+
+    /// Every held pool with its size and use, and the main pools: one pass
+    /// over the pools under the lock (no lease is copied), so status reads
+    /// and scrapes never hold up allocations for long.
+    pub fn usage(&self) -> Usage {
+        let ipam = self.ipam();
+        Usage {
+            pools: ipam
+                .state()
+                .pools()
+                .map(|p| PoolUsage {
+                    id: p.id.clone(),
+                    auto: p.auto,
+                    size: crate::ipam::usable_count(&p.id.subnet),
+                    leases: p.lease_count(),
+                })
+                .collect(),
+            v4: ipam.mains(Family::V4),
+            v6: ipam.mains(Family::V6),
         }
     }
 

@@ -130,6 +130,12 @@ fn a_full_disk_fails_the_change_keeps_nothing_and_recovers_without_restart() {
         break;
     }
     let failed = failed.expect("a full disk fails a change");
+    // The status (and gipam_store_errors_total) counts the failed write.
+    let (_, status) = c.call("Gipam.Status", &Value::Null).expect("status");
+    assert!(
+        status["Store"]["Errors"].as_u64().is_some_and(|n| n >= 1),
+        "{status}"
+    );
     let before: BTreeSet<String> = before.union(&acked).cloned().collect();
     assert_eq!(
         leases(&mut c),

@@ -456,9 +456,23 @@ fn status_and_leases_are_readable_over_the_socket() {
     address(&mut c, &id, "", gateway_opts());
     let mac = json!({"com.docker.network.endpoint.macaddress":"02:42:0a:28:00:02","com.docker.network.endpoint.name":"web-1"});
     address(&mut c, &id, "", mac);
+    // The fields of the first shape stay as they were; F11 only added some.
+    let status = ok(&mut c, "Gipam.Status", Value::Null);
+    assert_eq!(status["Leases"], json!(2));
     assert_eq!(
-        ok(&mut c, "Gipam.Status", Value::Null),
-        json!({"Pools":[{"PoolID":id,"Pool":"10.40.0.0/24","Auto":true,"Leases":2}],"Leases":2})
+        status["Pools"],
+        json!([{"PoolID":id,"Pool":"10.40.0.0/24","Auto":true,"Leases":2,"Family":"IPv4","Size":254}])
+    );
+    assert_eq!(status["Mains"]["V4"], json!(["10.40.0.0/16"]));
+    let store = &status["Store"];
+    assert!(
+        store["JournalBytes"].as_u64().is_some_and(|n| n > 0),
+        "{store}"
+    );
+    assert!(store["LastFsyncSeconds"].as_f64().is_some(), "{store}");
+    assert_eq!(
+        (&store["Errors"], &store["Snapshots"]),
+        (&json!(0), &json!(0))
     );
     assert_eq!(
         ok(&mut c, "Gipam.Leases", Value::Null)["Leases"][1],

@@ -57,8 +57,14 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn pool_id(text: &str) -> Result<PoolId, Error> {
-    Ok(PoolId::from_str(text.trim())?)
+/// Parses a PoolID; one that is not gipam's may be the original gipam's,
+/// imported with its pool (`gipam import`), which Docker keeps sending.
+fn pool_id(svc: &Service, text: &str) -> Result<PoolId, Error> {
+    let t = text.trim();
+    match PoolId::from_str(t) {
+        Ok(id) => Ok(id),
+        Err(e) => svc.resolve_alias(t).ok_or(Error::Ipam(e)),
+    }
 }
 
 /// Parses an address strictly (`ipam::parse_addr`), tolerating a `/len`
@@ -150,7 +156,7 @@ pub async fn request_pool(svc: &Service, body: &[u8]) -> Result<RequestPoolRespo
 
 pub async fn release_pool(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleasePoolRequest = decode("ReleasePool", body)?;
-    let id = pool_id(&r.pool_id)?;
+    let id = pool_id(svc, &r.pool_id)?;
     if svc.release_pool(&id).await? {
         log::info!("pool {id} released");
     } else {
@@ -161,7 +167,7 @@ pub async fn release_pool(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
 
 pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddressResponse, Error> {
     let r: RequestAddressRequest = decode("RequestAddress", body)?;
-    let pool = pool_id(&r.pool_id)?;
+    let pool = pool_id(svc, &r.pool_id)?;
     let opt = |k: &str| r.options.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mac = opt(MAC_ADDRESS)
         .map(|m| m.parse::<Mac>().map_err(Error::BadRequest))
@@ -193,7 +199,7 @@ pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddres
 
 pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error> {
     let r: ReleaseAddressRequest = decode("ReleaseAddress", body)?;
-    let id = pool_id(&r.pool_id)?;
+    let id = pool_id(svc, &r.pool_id)?;
     let Some(addr) = address("address", &r.address)? else {
         return Err(Error::BadRequest(format!(
             "ReleaseAddress for pool {id} names no address"
@@ -204,22 +210,47 @@ pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error>
     Ok(Empty {})
 }
 
-/// `/Gipam.Status`: held pools with their lease counts (F11, read-only).
+/// `/Gipam.Status`: held pools with their size and use, the main pools
+/// and the store (F11, read-only). The pools are copied under the lock in
+/// one pass (`Service::usage`); the store's figures are atomics.
 pub fn status(svc: &Service) -> StatusResponse {
-    let ipam = svc.ipam();
-    let pools: Vec<PoolStatus> = ipam
-        .state()
-        .pools()
+    let usage = svc.usage();
+    let pools: Vec<PoolStatus> = usage
+        .pools
+        .iter()
         .map(|p| PoolStatus {
             pool_id: p.id.to_string(),
             pool: p.id.subnet.to_string(),
             auto: p.auto,
-            leases: p.lease_count(),
+            leases: p.leases,
+            family: match ipam::Family::of_net(&p.id.subnet) {
+                ipam::Family::V4 => "IPv4",
+                ipam::Family::V6 => "IPv6",
+            },
+            size: p.size,
         })
         .collect();
+    let st = svc.store_stats();
+    let names = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect();
     StatusResponse {
         leases: pools.iter().map(|p| p.leases).sum(),
         pools,
+        mains: MainsStatus {
+            v4: names(&usage.v4),
+            v6: names(&usage.v6),
+        },
+        store: StoreStatus {
+            journal_bytes: st.journal_bytes,
+            snapshot_bytes: st.snapshot_bytes,
+            snapshots: st.snapshots,
+            last_snapshot: st.last_snapshot.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+            last_fsync_seconds: st.last_fsync.map(|d| d.as_secs_f64()),
+            errors: st.errors,
+        },
     }
 }
 

@@ -73,11 +73,21 @@ pub fn routes_with(
         .then(move |method: Method, path: FullPath, body| {
             let mode = mode.clone();
             async move {
+                let start = std::time::Instant::now();
                 let result = match tokio::time::timeout(body_timeout, read_body(body)).await {
                     Ok(Ok(bytes)) => dispatch(&mode, &method, path.as_str(), &bytes).await,
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(Error::Timeout(body_timeout)),
                 };
+                // Atomics only (crate::metrics): nothing measurable per
+                // request. A refusing gipam has no service and no metrics.
+                if let Mode::Serving(svc) = &mode {
+                    svc.metrics().observe(
+                        crate::metrics::endpoint_index(path.as_str()),
+                        crate::metrics::outcome_index(&result),
+                        start.elapsed(),
+                    );
+                }
                 reply(path.as_str(), result)
             }
         })

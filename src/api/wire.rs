@@ -119,13 +119,19 @@ pub struct ActivateResponse {
     pub implements: [&'static str; 1],
 }
 
-/// `/Gipam.Status` response.
+/// `/Gipam.Status` response. Fields are only ever added (F11: `gipam
+/// status --json` and scripts read it).
 #[derive(Debug, Serialize)]
 pub struct StatusResponse {
     #[serde(rename = "Pools")]
     pub pools: Vec<PoolStatus>,
     #[serde(rename = "Leases")]
     pub leases: usize,
+    /// The main pools, V4 and V6.
+    #[serde(rename = "Mains")]
+    pub mains: MainsStatus,
+    #[serde(rename = "Store")]
+    pub store: StoreStatus,
 }
 
 /// One held pool in `/Gipam.Status`.
@@ -139,6 +145,43 @@ pub struct PoolStatus {
     pub auto: bool,
     #[serde(rename = "Leases")]
     pub leases: usize,
+    /// `IPv4` or `IPv6`.
+    #[serde(rename = "Family")]
+    pub family: &'static str,
+    /// Addresses that can be leased (a JSON number; above 2^53 for IPv6
+    /// pools larger than a /75).
+    #[serde(rename = "Size")]
+    pub size: u128,
+}
+
+/// The main pools in `/Gipam.Status`.
+#[derive(Debug, Serialize)]
+pub struct MainsStatus {
+    #[serde(rename = "V4")]
+    pub v4: Vec<String>,
+    #[serde(rename = "V6")]
+    pub v6: Vec<String>,
+}
+
+/// The store in `/Gipam.Status`.
+#[derive(Debug, Serialize)]
+pub struct StoreStatus {
+    #[serde(rename = "JournalBytes")]
+    pub journal_bytes: u64,
+    #[serde(rename = "SnapshotBytes")]
+    pub snapshot_bytes: u64,
+    /// Snapshots written since gipam started.
+    #[serde(rename = "Snapshots")]
+    pub snapshots: u64,
+    /// When the last of them was written, Unix seconds; null when none.
+    #[serde(rename = "LastSnapshot")]
+    pub last_snapshot: Option<f64>,
+    /// How long the last journal fdatasync took, seconds; null when none.
+    #[serde(rename = "LastFsyncSeconds")]
+    pub last_fsync_seconds: Option<f64>,
+    /// Failed journal writes and snapshots since gipam started.
+    #[serde(rename = "Errors")]
+    pub errors: u64,
 }
 
 /// `/Gipam.Leases` response.

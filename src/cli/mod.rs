@@ -1,15 +1,27 @@
-//! The `gipam` binary as a client of the running plugin (F11): the first
-//! subcommands of its CLI, `gipam pools show|apply`. With no subcommand
-//! (only flags) or `serve`, the binary is the daemon, as it always was.
+//! The `gipam` binary as a client of the running plugin (F11):
+//! `gipam pools show|apply`, `status`, `leases`, `reconcile` and `import`.
+//! With no subcommand (only flags) or `serve`, the binary is the daemon, as
+//! it always was.
 //!
 //! - [`socket`]: finding the plugin's socket without the user looking up
 //!   the plugin id.
-//! - [`http`]: one request over that socket.
+//! - [`http`]: one request over that socket (the pools commands);
+//!   `client`: the same for the operator's commands, with chunked replies.
 //! - [`pools`]: the `pools` subcommands and their tables.
+//! - [`ops`]: `status`, `leases`, `reconcile`, `import`; [`docker`] reads
+//!   Docker's networks for them (never from inside the daemon).
 
+mod client;
+pub mod docker;
 mod http;
+pub mod import;
+pub mod leases;
+mod ops;
 mod pools;
+pub mod reconcile;
 pub mod socket;
+pub mod status;
+mod table;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -43,6 +55,16 @@ where
             Dispatch::Serve(rest)
         }
         Some("pools") => Dispatch::Exit(run(args, env)),
+        Some(c) if ops::COMMANDS.contains(&c) => {
+            let root = env
+                .into_iter()
+                .find(|(k, _)| k == PLUGINS_DIR_ENV)
+                .map_or_else(|| PathBuf::from(PLUGINS_DIR), |(_, v)| PathBuf::from(v));
+            match ops::main(&args, &root) {
+                Some(code) => Dispatch::Exit(code),
+                None => Dispatch::Serve(args),
+            }
+        }
         _ => Dispatch::Serve(args),
     }
 }

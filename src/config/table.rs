@@ -108,6 +108,13 @@ pub(super) const SETTINGS: &[Setting] = &[
         help: "pool-tree file loaded at every start, replacing the tree in the state (gipam's format or python-docker-ipam's schema.json); `gipam pools apply FILE` changes it at run time",
     },
     Setting {
+        env: "METRICS_ADDRESS",
+        aliases: &[],
+        flag: "metrics-address",
+        default: "",
+        help: "serve Prometheus /metrics on TCP host:port (:port means loopback); empty: off. Read-only, but it shows pool names and use",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",

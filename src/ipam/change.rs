@@ -76,6 +76,10 @@ pub enum Change {
     },
     /// A leased address was released.
     ReleaseAddress { pool: PoolId, address: IpAddr },
+    /// The PoolID another IPAM driver gave Docker for this pool (the
+    /// original gipam's random 16-character ids, `gipam import`): Docker
+    /// keeps sending it, so it names the pool for good.
+    AliasPool { alias: String, id: PoolId },
 }
 
 impl Change {
@@ -85,7 +89,8 @@ impl Change {
             Change::SetUla { .. } | Change::SetMains { .. } | Change::SetTree { .. } => None,
             Change::AddPool { id, .. }
             | Change::AddPoolFrom { id, .. }
-            | Change::ReleasePool { id } => Some(id),
+            | Change::ReleasePool { id }
+            | Change::AliasPool { id, .. } => Some(id),
             Change::AddAddress { pool, .. } | Change::ReleaseAddress { pool, .. } => Some(pool),
         }
     }
@@ -126,6 +131,7 @@ struct RawChange {
     tree: Option<TreeSpec>,
     tree_pool: Option<String>,
     owner: Option<String>,
+    alias: Option<String>,
 }
 
 impl TryFrom<RawChange> for Change {
@@ -174,6 +180,10 @@ impl TryFrom<RawChange> for Change {
             "release_address" => Change::ReleaseAddress {
                 pool: r.pool.ok_or_else(|| need("pool"))?,
                 address: r.address.ok_or_else(|| need("address"))?,
+            },
+            "alias_pool" => Change::AliasPool {
+                alias: r.alias.ok_or_else(|| need("alias"))?,
+                id: r.id.ok_or_else(|| need("id"))?,
             },
             other => return Err(format!("unknown change {other:?}")),
         })

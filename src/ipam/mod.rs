@@ -51,6 +51,7 @@ pub use hostroute::HostRoute;
 pub use leases::Leases;
 pub use net::{
     Family, first_usable, net_bounds, parse_addr, parse_net, parse_prefix_len, to_addr, to_u128,
+    usable_count,
 };
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};

@@ -84,6 +84,14 @@ pub fn first_usable(net: &IpNet) -> u128 {
     if reserves_first(net) { lo + 1 } else { lo }
 }
 
+/// How many addresses of the subnet can be leased: all of them but the
+/// reserved first and last (saturating at `u128::MAX` for `::/0`).
+pub fn usable_count(net: &IpNet) -> u128 {
+    let (lo, hi) = net_bounds(net);
+    let reserved = u128::from(reserves_first(net)) + u128::from(reserves_last(net));
+    (hi - lo).saturating_add(1).saturating_sub(reserved)
+}
+
 /// Whether the subnet's first address is reserved (network address or
 /// IPv6 subnet-router anycast, RFC 4291 §2.6.1).
 pub fn reserves_first(net: &IpNet) -> bool {

@@ -25,6 +25,9 @@ pub struct State {
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
     /// The pool tree; empty when none was loaded.
     tree: Tree,
+    /// PoolIDs another driver gave Docker (see `Change::AliasPool`). Kept
+    /// when the pool goes: they are random and never come back.
+    aliases: BTreeMap<String, PoolId>,
 }
 
 impl State {
@@ -46,6 +49,11 @@ impl State {
     /// The pool tree (empty when none was loaded).
     pub fn tree(&self) -> &Tree {
         &self.tree
+    }
+
+    /// The pool another driver's PoolID names, if one was imported.
+    pub fn alias(&self, name: &str) -> Option<&PoolId> {
+        self.aliases.get(name)
     }
 
     /// A held pool.
@@ -138,6 +146,16 @@ impl State {
                 let x = to_u128(*address);
                 Undo::ReleaseAddress(key(pool), x, p.release(x))
             }
+            Change::AliasPool { alias, id } => {
+                self.pool_mut(id)?;
+                if alias.is_empty() || alias.parse::<PoolId>().is_ok() {
+                    return Err(Error::Inconsistent(format!(
+                        "{alias:?} cannot name pool {id}: it is not a foreign PoolID"
+                    )));
+                }
+                let old = self.aliases.insert(alias.clone(), id.clone());
+                Undo::Alias(alias.clone(), old)
+            }
         })
     }
 
@@ -163,6 +181,12 @@ impl State {
                 if let Some(p) = self.pool_at(k) {
                     p.unadd(x, u);
                 }
+            }
+            Undo::Alias(alias, Some(old)) => {
+                self.aliases.insert(alias, old);
+            }
+            Undo::Alias(alias, None) => {
+                self.aliases.remove(&alias);
             }
             Undo::ReleaseAddress(_, _, None) => {}
             Undo::ReleaseAddress(k, x, Some(u)) => {
@@ -217,6 +241,7 @@ impl State {
             ula: self.ula,
             mains: self.mains.clone(),
             tree: self.tree.spec().clone(),
+            aliases: self.aliases.clone(),
             pools: self
                 .pools
                 .values()
@@ -247,6 +272,7 @@ impl State {
         st.ula = s.ula;
         st.mains = s.mains.map(|m| (m.v4, m.v6));
         st.tree = Tree::new(s.tree.unwrap_or_default())?;
+        st.aliases = s.aliases;
         for p in s.pools {
             // The reserved gateway is among the leases; it is marked below.
             st.apply(&Change::AddPoolFrom {
@@ -291,6 +317,7 @@ pub enum Undo {
     ReleasePool(Option<Box<Pool>>),
     AddAddress((Family, u128), u128, AddUndo),
     ReleaseAddress((Family, u128), u128, Option<ReleaseUndo>),
+    Alias(String, Option<PoolId>),
 }
 
 /// A copy of the state taken for a snapshot (see [`State::freeze`]).
@@ -299,6 +326,7 @@ pub struct Frozen {
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
     tree: TreeSpec,
+    aliases: BTreeMap<String, PoolId>,
     pools: Vec<FrozenPool>,
 }
 
@@ -323,6 +351,7 @@ impl Frozen {
             ula: self.ula,
             mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
             tree: (!self.tree.pools.is_empty()).then(|| self.tree.clone()),
+            aliases: self.aliases.clone(),
             pools: self
                 .pools
                 .iter()
@@ -367,6 +396,9 @@ pub struct Snapshot {
     pub tree: Option<TreeSpec>,
     #[serde(default)]
     pub pools: Vec<SnapshotPool>,
+    /// Foreign PoolIDs (`gipam import`) and the pools they name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, PoolId>,
 }
 
 /// The main pools gipam last started with.

@@ -129,3 +129,43 @@ fn taking_back_the_newest_changes_restores_the_state_exactly() {
         "{undone} undone, {gateways} gateway changes, {trees} tree changes"
     );
 }
+
+#[test]
+fn a_foreign_pool_id_names_its_pool_until_taken_back() {
+    let mut st = State::new();
+    let id: PoolId = "LocalDefault/10.70.0.0/24".parse().expect("id");
+    st.apply(&Change::AddPool {
+        id: id.clone(),
+        auto: true,
+        serial: false,
+        reuse: Reuse::default(),
+        data_gateway: None,
+    })
+    .expect("pool");
+    let before = serde_json::to_string(&st.snapshot()).expect("json");
+    let alias = Change::AliasPool {
+        alias: "Xq3Ebw0ZcLkT9aPf".into(),
+        id: id.clone(),
+    };
+    let undo = st.apply(&alias).expect("alias");
+    assert_eq!(st.alias("Xq3Ebw0ZcLkT9aPf"), Some(&id));
+    // It survives the JSON form of the state.
+    let back = State::from_snapshot(st.snapshot()).expect("reload");
+    assert_eq!(back.alias("Xq3Ebw0ZcLkT9aPf"), Some(&id));
+    st.undo(undo);
+    assert_eq!(st.alias("Xq3Ebw0ZcLkT9aPf"), None);
+    assert_eq!(serde_json::to_string(&st.snapshot()).expect("json"), before);
+    // A PoolID of gipam's own, or a pool nobody holds, cannot be an alias.
+    for bad in [
+        Change::AliasPool {
+            alias: "LocalDefault/10.71.0.0/24".into(),
+            id: id.clone(),
+        },
+        Change::AliasPool {
+            alias: "abc".into(),
+            id: "LocalDefault/10.72.0.0/24".parse().expect("id"),
+        },
+    ] {
+        assert!(st.apply(&bad).is_err(), "{bad:?}");
+    }
+}

@@ -227,6 +227,14 @@ impl Store for LocalStore {
         self.shared.wants_snapshot()
     }
 
+    fn stats(&self) -> super::StoreStats {
+        self.shared.stats()
+    }
+
+    fn fsync_latency(&self) -> Option<&crate::metrics::Histogram> {
+        Some(&self.shared.fsync)
+    }
+
     fn snapshot(&self, state: Frozen) {
         if self.shared.compacting.swap(true, Ordering::AcqRel) {
             return;

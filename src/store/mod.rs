@@ -21,8 +21,10 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use crate::ipam::{Change, Frozen};
+use crate::metrics::Histogram;
 
 pub use local::{LocalStore, Opened};
 
@@ -78,6 +80,34 @@ pub trait Store: Send + Sync {
     /// far ([`crate::ipam::State::freeze`]). The store must drop it if any
     /// of those changes fails.
     fn snapshot(&self, _state: Frozen) {}
+
+    /// What the store tells about itself (`gipam status`, metrics); read
+    /// from atomics, so it is cheap and takes no lock.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+
+    /// The latency of its flushes to disk, for stores that flush.
+    fn fsync_latency(&self) -> Option<&Histogram> {
+        None
+    }
+}
+
+/// What a store tells about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes of change records in the current journal.
+    pub journal_bytes: u64,
+    /// Size of the newest snapshot.
+    pub snapshot_bytes: u64,
+    /// Snapshots written since gipam started.
+    pub snapshots: u64,
+    /// When the newest snapshot was written by this gipam.
+    pub last_snapshot: Option<SystemTime>,
+    /// How long the last flush to disk took.
+    pub last_fsync: Option<Duration>,
+    /// Failed journal writes and snapshots since gipam started.
+    pub errors: u64,
 }
 
 /// Why the store could not load or keep the state.

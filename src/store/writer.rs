@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -32,6 +32,7 @@ use super::StoreError;
 use super::ack::{ACK_EVERY, ACK_IDLE, AckFile, Acked};
 use super::journal::{self, SNAPSHOT, SnapshotFile};
 use crate::ipam::{Change, Frozen};
+use crate::metrics::Histogram;
 
 /// How far ahead of the data the journal file is filled with zeros.
 const PREALLOC_BYTES: u64 = 4 << 20;
@@ -79,6 +80,30 @@ pub struct Shared {
     /// After a snapshot could not be taken: no new try before the journal
     /// reaches this size (each try copies the whole state).
     pub retry_at: AtomicU64,
+    /// How long each `fdatasync` of the journal took.
+    pub fsync: Histogram,
+    /// Snapshots written since the store opened.
+    pub snapshots: AtomicU64,
+    /// When the last of them was written (ms since the Unix epoch; 0: none).
+    pub snapshot_at_ms: AtomicU64,
+    /// Failed journal writes and snapshots since the store opened.
+    pub errors: AtomicU64,
+}
+
+impl Shared {
+    /// The counters and the state of the files, for status and metrics.
+    pub fn stats(&self) -> super::StoreStats {
+        let at = self.snapshot_at_ms.load(Ordering::Relaxed);
+        super::StoreStats {
+            journal_bytes: self.journal_len.load(Ordering::Acquire),
+            snapshot_bytes: self.snapshot_len.load(Ordering::Acquire),
+            snapshots: self.snapshots.load(Ordering::Relaxed),
+            last_snapshot: (at > 0)
+                .then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(at)),
+            last_fsync: self.fsync.last(),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Shared {
@@ -215,7 +240,12 @@ impl Writer {
             self.dirty = true;
             self.file
                 .write_all_at(buf, self.size)
-                .and_then(|_| self.file.sync_data())
+                .and_then(|_| {
+                    let start = Instant::now();
+                    let synced = self.file.sync_data();
+                    self.shared.fsync.observe(start.elapsed());
+                    synced
+                })
                 .map_err(|e| StoreError::io(&path, "append to", e))?;
             self.dirty = false;
             self.size += buf.len() as u64;
@@ -234,6 +264,7 @@ impl Writer {
     /// Fails `waiters` and everything queued, and refuses changes until the
     /// service resumes the store.
     fn fail(&mut self, why: String, waiters: Vec<Waiter>) {
+        self.shared.errors.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.scrub() {
             log::error!("{e}; trying again before the next write");
         }
@@ -359,6 +390,7 @@ impl Writer {
         match self.try_rotate(seq, state) {
             Ok(()) => self.shared.retry_at.store(0, Ordering::Release),
             Err(e) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
                 log::warn!("snapshot skipped, the journal stays valid: {e}");
                 let next = self.size + self.shared.compact_min;
                 self.shared.retry_at.store(next, Ordering::Release);
@@ -401,9 +433,17 @@ impl Writer {
                 match done {
                     Ok(len) => {
                         shared.snapshot_len.store(len, Ordering::Release);
+                        shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                        let now = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(1, |d| d.as_millis() as u64);
+                        shared.snapshot_at_ms.store(now, Ordering::Relaxed);
                         log::info!("wrote a {len}-byte snapshot as of change {seq}");
                     }
-                    Err(e) => log::error!("snapshot failed (the journal stays valid): {e}"),
+                    Err(e) => {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        log::error!("snapshot failed (the journal stays valid): {e}");
+                    }
                 }
                 shared.compacting.store(false, Ordering::Release);
             });

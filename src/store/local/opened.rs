@@ -66,6 +66,10 @@ impl Opened {
             journal_len: AtomicU64::new(loaded.size),
             compact_min,
             retry_at: AtomicU64::new(0),
+            fsync: Default::default(),
+            snapshots: AtomicU64::new(0),
+            snapshot_at_ms: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),
