@@ -164,6 +164,7 @@ fn add_pool() -> Change {
         auto: false,
         serial: false,
         reuse: Default::default(),
+        sticky: Default::default(),
         data_gateway: None,
     }
 }

@@ -294,6 +294,7 @@ impl Ipam {
             auto,
             serial: req.options.serial,
             reuse: req.options.reuse,
+            sticky: req.options.sticky,
             data_gateway,
         })
     }
@@ -369,7 +370,12 @@ impl Ipam {
             .state
             .pool(&req.pool)
             .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
-        let x = pool.choose(req.address, req.gateway, req.serial)?;
+        // F7's reservation check goes first; then the address the pool
+        // remembers for whoever asks (F6); then the pool's own rule.
+        let x = match pool.recall(req) {
+            Some(x) => x,
+            None => pool.choose(req.address, req.gateway, req.serial)?,
+        };
         let address = to_addr(Family::of_net(&req.pool.subnet), x);
         let change = Change::AddAddress {
             pool: req.pool.clone(),

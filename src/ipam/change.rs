@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::{PoolId, Reuse};
+use super::{PoolId, Reuse, Sticky};
 
 /// A change, planned by `Ipam::plan_*` and applied by `State::apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub enum Change {
         /// `reuse=`: when released addresses come back.
         #[serde(default, skip_serializing_if = "Reuse::is_default")]
         reuse: Reuse,
+        /// `sticky=`: which remembered addresses are held back (F6).
+        #[serde(default, skip_serializing_if = "Sticky::is_default")]
+        sticky: Sticky,
         /// The gateway named in RequestPool's `Data`, leased with the pool.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_gateway: Option<IpAddr>,
@@ -91,6 +94,8 @@ struct RawChange {
     serial: bool,
     #[serde(default)]
     reuse: Reuse,
+    #[serde(default)]
+    sticky: Sticky,
     data_gateway: Option<IpAddr>,
     #[serde(default)]
     gateway: bool,
@@ -118,6 +123,7 @@ impl TryFrom<RawChange> for Change {
                 auto: r.auto,
                 serial: r.serial,
                 reuse: r.reuse,
+                sticky: r.sticky,
                 data_gateway: r.data_gateway,
             },
             "release_pool" => Change::ReleasePool {
@@ -228,6 +234,7 @@ mod tests {
             auto: false,
             serial: false,
             reuse: Reuse::Delayed,
+            sticky: Default::default(),
             data_gateway: Some("10.0.0.1".parse().expect("ip")),
         };
         let json = serde_json::to_string(&c).expect("ser");

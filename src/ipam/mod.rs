@@ -36,7 +36,10 @@ mod net;
 mod options;
 mod pool;
 mod poolid;
+mod retired;
 mod state;
+mod sticky;
+mod sticky_pool;
 
 pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
@@ -51,6 +54,7 @@ pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
+pub use sticky::Sticky;
 
 #[cfg(test)]
 mod tests;

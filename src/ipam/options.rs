@@ -10,10 +10,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Family};
+use super::{Error, Family, Sticky};
 
 /// The keys a user may give with `--ipam-opt`.
-pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial", "reuse"];
+pub const KNOWN_OPTIONS: &[&str] = &["v4ab", "v6ab", "serial", "reuse", "sticky"];
 
 /// When a released address may be handed out again (F5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,8 @@ pub struct PoolOptions {
     pub serial: bool,
     /// When released addresses come back.
     pub reuse: Reuse,
+    /// Which remembered addresses are held back (F6).
+    pub sticky: Sticky,
 }
 
 impl PoolOptions {
@@ -77,6 +79,13 @@ impl PoolOptions {
                 "v6ab" => out.v6ab = Some(prefix(key, value, Family::V6)?),
                 "serial" | DOCKER_SERIAL => out.serial |= boolean(key, value)?,
                 "reuse" => out.reuse = reuse(key, value)?,
+                "sticky" => {
+                    out.sticky = Sticky::parse(value).ok_or_else(|| Error::BadOption {
+                        key: key.clone(),
+                        value: value.clone(),
+                        want: Sticky::VALUES.to_string(),
+                    })?
+                }
                 k if k.starts_with("com.docker.") => {}
                 _ => {
                     return Err(Error::UnknownOption {
@@ -169,7 +178,8 @@ mod tests {
         assert!(PoolOptions::parse(&map(&[("com.docker.network.whatever", "x")])).is_ok());
         let err = PoolOptions::parse(&map(&[("v4bits", "28")])).expect_err("typo");
         assert!(
-            err.to_string().contains("v4ab, v6ab, serial, reuse"),
+            err.to_string()
+                .contains("v4ab, v6ab, serial, reuse, sticky"),
             "{err}"
         );
     }
@@ -186,6 +196,17 @@ mod tests {
             ("reuse", ""),
         ] {
             assert!(PoolOptions::parse(&map(&[(k, v)])).is_err(), "{k}={v}");
+        }
+        let err = PoolOptions::parse(&map(&[("sticky", "container")])).expect_err("bad value");
+        let want = r#"ipam option sticky="container" is invalid: want name, mac or off"#;
+        assert_eq!(err.to_string(), want);
+        for (v, want) in [
+            ("mac", Sticky::Mac),
+            ("Name", Sticky::Name),
+            ("off", Sticky::Off),
+        ] {
+            let o = PoolOptions::parse(&map(&[("sticky", v)])).expect("valid");
+            assert_eq!(o.sticky, want, "sticky={v}");
         }
         let err = PoolOptions::parse(&map(&[("reuse", "later")])).expect_err("bad value");
         let want = r#"ipam option reuse="later" is invalid: want immediate or delayed"#;

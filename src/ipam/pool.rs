@@ -10,10 +10,9 @@
 //! its address (and its stale ARP/ND entries) to the next one.
 //!
 //! `used` holds every address a dynamic request must not get: leases, the
-//! reserved addresses of the subnet and, with `reuse=delayed`, the cooling
-//! ones. `held` is the seam for F6: addresses remembered for another
-//! container, skipped by dynamic requests until nothing else is free. Nothing
-//! fills it yet.
+//! reserved addresses of the subnet, with `reuse=delayed` the cooling ones,
+//! and the addresses held back for a container that left (F6, `sticky.rs`:
+//! the remembering and its share of adding and releasing live there).
 //!
 //! The pool's gateway may be reserved when the pool is added (the one gipam
 //! names in RequestPool's `Data`, see `Ipam::plan_pool`): it is leased at
@@ -26,6 +25,8 @@ use std::net::IpAddr;
 
 use super::leases::Leases;
 use super::net::{reserves_first, reserves_last};
+use super::sticky::{Memory, Sticky};
+use super::sticky_pool::{Forgot, Recorded};
 use super::{
     AddrSet, Error, Family, Mac, PoolId, Reuse, first_usable, net_bounds, to_addr, to_u128,
 };
@@ -57,6 +58,8 @@ pub struct AddUndo {
     inserted: bool,
     /// Where in the cooling list the address stood.
     cooling_at: Option<usize>,
+    /// What the lease made the pool forget (F6).
+    forgot: Forgot,
 }
 
 /// What it takes to take back one [`Pool::release`].
@@ -66,6 +69,8 @@ pub struct ReleaseUndo {
     /// The oldest cooling address the release pushed out.
     evicted: Option<u128>,
     data_gateway: Option<u128>,
+    /// What the release made the pool remember (F6).
+    recorded: Option<Recorded>,
 }
 
 /// A held pool.
@@ -78,20 +83,20 @@ pub struct Pool {
     pub serial: bool,
     /// When released addresses come back (`reuse=`).
     pub reuse: Reuse,
-    leases: Leases,
-    used: AddrSet,
-    /// F6: addresses held back for another container (empty until F6).
-    held: AddrSet,
-    cooling: VecDeque<u128>,
+    pub(super) leases: Leases,
+    pub(super) used: AddrSet,
+    /// F6: the addresses remembered for containers that left.
+    pub(super) memory: Memory,
+    pub(super) cooling: VecDeque<u128>,
     cursor: Option<u128>,
     /// The gateway reserved with the pool, until a gateway request claims
     /// or replaces it.
-    data_gateway: Option<u128>,
+    pub(super) data_gateway: Option<u128>,
 }
 
 impl Pool {
     /// A new pool holding nothing but its reserved addresses.
-    pub fn new(id: PoolId, auto: bool, serial: bool, reuse: Reuse) -> Pool {
+    pub fn new(id: PoolId, auto: bool, serial: bool, reuse: Reuse, sticky: Sticky) -> Pool {
         let mut used = AddrSet::new();
         let (lo, hi) = net_bounds(&id.subnet);
         if reserves_first(&id.subnet) {
@@ -100,21 +105,29 @@ impl Pool {
         if reserves_last(&id.subnet) {
             used.insert(hi);
         }
-        Pool {
+        let mut pool = Pool {
             id,
             auto,
             serial,
             reuse,
             leases: Leases::new(),
             used,
-            held: AddrSet::new(),
+            memory: Memory::new(sticky, 0, 0),
             cooling: VecDeque::new(),
             cursor: None,
             data_gateway: None,
-        }
+        };
+        let (dyn_lo, dyn_hi) = pool.dynamic_bounds();
+        pool.memory = Memory::new(sticky, dyn_lo, dyn_hi);
+        pool
     }
 
-    fn family(&self) -> Family {
+    /// Which remembered addresses the pool holds back (`sticky=`).
+    pub fn sticky(&self) -> Sticky {
+        self.memory.mode()
+    }
+
+    pub(super) fn family(&self) -> Family {
         Family::of_net(&self.id.subnet)
     }
 
@@ -212,7 +225,8 @@ impl Pool {
             return self
                 .used
                 .first_free(lo, hi)
-                .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
+                .or_else(|| self.cooled(lo, hi))
+                .or_else(|| self.memory.least_recent(true))
                 .ok_or_else(|| Error::PoolFull(self.id.clone()));
         }
         let (lo, hi) = self.dynamic_bounds();
@@ -220,33 +234,23 @@ impl Pool {
             (true, Some(c)) if c >= lo && c < hi => c + 1,
             _ => lo,
         };
-        self.first_free(start, hi)
-            .or_else(|| self.first_free(lo, start.saturating_sub(1)))
-            .or_else(|| self.cooling.iter().copied().find(|a| *a >= lo && *a <= hi))
-            .or_else(|| self.held_back(lo, hi))
+        // Free first (held-back addresses are in `used`), then cooling,
+        // then the held-back address used least recently (F6).
+        self.used
+            .first_free(start, hi)
+            .or_else(|| self.used.first_free(lo, start.saturating_sub(1)))
+            .or_else(|| self.cooled(lo, hi))
+            .or_else(|| self.memory.least_recent(false))
             .ok_or_else(|| Error::PoolFull(self.id.clone()))
     }
 
-    /// The lowest address in `lo..=hi` neither used nor held back. Both sets
-    /// are merged runs, so this costs one lookup per run it skips.
-    fn first_free(&self, lo: u128, hi: u128) -> Option<u128> {
-        let mut x = lo;
-        loop {
-            let a = self.used.first_free(x, hi)?;
-            let b = self.held.first_free(a, hi)?;
-            if a == b {
-                return Some(a);
-            }
-            x = b;
-        }
-    }
-
-    /// F6: the held-back address to give up when nothing else is free (the
-    /// least recently used first, once F6 records when each was used).
-    fn held_back(&self, lo: u128, hi: u128) -> Option<u128> {
-        self.held
+    /// The oldest cooling address in `lo..=hi` not held back for another
+    /// container (the cooling list is bounded by [`COOLING_MAX`]).
+    fn cooled(&self, lo: u128, hi: u128) -> Option<u128> {
+        self.cooling
             .iter()
-            .find(|a| *a >= lo && *a <= hi && !self.used.contains(*a))
+            .copied()
+            .find(|a| *a >= lo && *a <= hi && !self.memory.is_held(*a))
     }
 
     /// Where dynamic addresses come from: the range without its first
@@ -255,7 +259,7 @@ impl Pool {
     /// /128, /127) is used whole: it has no network address to keep free
     /// (RFC 3021, RFC 6164), and skipping its first would leave a /32 range
     /// nothing to hand out.
-    fn dynamic_bounds(&self) -> (u128, u128) {
+    pub(super) fn dynamic_bounds(&self) -> (u128, u128) {
         match &self.id.range {
             Some(r) => {
                 let (lo, hi) = net_bounds(r);
@@ -298,6 +302,7 @@ impl Pool {
                 self.id
             )));
         }
+        undo.forgot = self.forget_for_lease(x, &lease);
         undo.inserted = self.used.insert(x);
         if !undo.inserted
             && let Some(i) = self.cooling.iter().position(|a| *a == x)
@@ -332,6 +337,7 @@ impl Pool {
             self.leases.insert(g, lease);
         }
         self.cursor = undo.cursor;
+        self.unforget(x, undo.forgot);
     }
 
     /// Reserves `x` as the pool's gateway (named in RequestPool's `Data`).
@@ -349,15 +355,19 @@ impl Pool {
     /// it takes to take the release back ([`Pool::unrelease`]).
     pub fn release(&mut self, x: u128) -> Option<ReleaseUndo> {
         let lease = self.leases.remove(x)?;
+        let (held, recorded) = self.remember_release(x, &lease);
         let mut undo = ReleaseUndo {
             lease,
             evicted: None,
             data_gateway: self.data_gateway,
+            recorded,
         };
         if self.data_gateway == Some(x) {
             self.data_gateway = None;
         }
         match self.reuse {
+            // A held-back address stays in `used` (F6).
+            Reuse::Immediate if held => {}
             Reuse::Immediate => {
                 self.used.remove(x);
             }
@@ -366,7 +376,9 @@ impl Pool {
                 if self.cooling.len() > COOLING_MAX
                     && let Some(old) = self.cooling.pop_front()
                 {
-                    self.used.remove(old);
+                    if !self.memory.is_held(old) {
+                        self.used.remove(old);
+                    }
                     undo.evicted = Some(old);
                 }
             }
@@ -387,6 +399,7 @@ impl Pool {
         self.used.insert(x);
         self.leases.insert(x, undo.lease);
         self.data_gateway = undo.data_gateway;
+        self.unremember(x, undo.recorded);
     }
 
     /// Restores the cooling list, cursor and reserved gateway from a

@@ -1,6 +1,15 @@
-//! The state every store keeps: held pools with their leases, and the
+//! The state every store keeps: held pools with their leases and the
+//! addresses they remember (F6), what released pools remembered, and the
 //! generated default IPv6 prefix. `apply` is the only way it changes, both
 //! live and when a journal is replayed; `Snapshot` is its JSON form.
+//!
+//! A released pool's memory is kept ("retired") under its PoolId, so a
+//! network removed and created again with the same pool (`docker compose
+//! down` and `up`) gives its containers their addresses back. A new pool
+//! overlapping a retired memory under another id drops that memory: its
+//! addresses are someone else's now. So retired memories never overlap
+//! each other or a held pool, and what is remembered stays bounded by the
+//! address space the pools cover (one identity per address).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,9 +18,14 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::pool::{AddUndo, ReleaseUndo};
+use super::retired::{FrozenMemory, Retired, records};
+use super::sticky::{Memory, Remembered};
 use super::{
-    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, net_bounds, to_addr, to_u128,
+    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, Sticky, net_bounds, to_addr,
+    to_u128,
 };
+
+pub use super::retired::{SnapshotRemembered, SnapshotRetired};
 
 /// Held pools and what they hold.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +34,8 @@ pub struct State {
     /// Held subnets by (family, first address) -> (last address, id), for
     /// overlap checks and block search across every address space.
     index: BTreeMap<(Family, u128), (u128, PoolId)>,
+    /// What released pools remembered (module doc).
+    retired: Retired,
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
 }
@@ -68,6 +84,24 @@ impl State {
             .map(|(_, (end, id))| (id, *end))
     }
 
+    /// Addresses remembered for released pools (F6).
+    pub fn retired_count(&self) -> usize {
+        self.retired.count()
+    }
+
+    /// Every derived index in a canonical form, which the snapshot does
+    /// not show: tests compare the live state with itself after undo and
+    /// with the state rebuilt from its snapshot.
+    #[cfg(test)]
+    pub fn derived(&self) -> String {
+        let pools: Vec<String> = self
+            .pools
+            .values()
+            .map(|p| format!("{}: {:?} {}", p.id, p.used, p.memory.derived()))
+            .collect();
+        format!("{pools:?} {:?} {}", self.index, self.retired.derived())
+    }
+
     /// Applies one change; returns what it takes to take it back
     /// ([`State::undo`]). Live changes were planned against this state and
     /// always apply; an error means a damaged journal, and leaves the state
@@ -83,6 +117,7 @@ impl State {
                 auto,
                 serial,
                 reuse,
+                sticky,
                 data_gateway,
             } => {
                 if let Some((held, _)) = self.overlapping(&id.subnet) {
@@ -90,18 +125,47 @@ impl State {
                         "pool {id} added while {held} holds an overlapping subnet"
                     )));
                 }
-                let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse);
+                let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse, *sticky);
                 if let Some(g) = data_gateway {
                     let x = pool.check_inside(*g)?;
                     pool.reserve_gateway(x)?;
+                }
+                // Its own memory comes back (unless `sticky=` changed);
+                // every other retired memory under it is dropped.
+                let mut displaced = Vec::new();
+                let mut adopted = None;
+                for other in self.retired.overlapping(&id.subnet) {
+                    if let Some(m) = self.retired.remove(&other) {
+                        if other == *id && m.mode() == *sticky {
+                            adopted = Some(pool.adopt(m));
+                        } else {
+                            displaced.push((other, m));
+                        }
+                    }
                 }
                 let f = Family::of_net(&id.subnet);
                 let (lo, hi) = net_bounds(&id.subnet);
                 self.index.insert((f, lo), (hi, id.clone()));
                 self.pools.insert(id.clone(), pool);
-                Undo::AddPool(id.clone())
+                Undo::AddPool {
+                    id: id.clone(),
+                    adopted,
+                    displaced,
+                }
             }
-            Change::ReleasePool { id } => Undo::ReleasePool(self.remove_pool(id).map(Box::new)),
+            Change::ReleasePool { id } => match self.remove_pool(id) {
+                Some(mut pool) => {
+                    // An empty memory stays with the pool (for undo: it
+                    // keeps its clock).
+                    let retired = pool.remembered_count() > 0;
+                    if retired {
+                        let memory = pool.take_memory();
+                        self.retired.insert(id.clone(), memory);
+                    }
+                    Undo::ReleasePool(Some((Box::new(pool), retired)))
+                }
+                None => Undo::ReleasePool(None),
+            },
             Change::AddAddress {
                 pool,
                 address,
@@ -135,11 +199,28 @@ impl State {
         match undo {
             Undo::Ula(old) => self.ula = old,
             Undo::Mains(old) => self.mains = old,
-            Undo::AddPool(id) => {
-                self.remove_pool(&id);
+            Undo::AddPool {
+                id,
+                adopted,
+                displaced,
+            } => {
+                let pool = self.remove_pool(&id);
+                if let (Some(mut pool), Some(lost)) = (pool, adopted) {
+                    let mut m = pool.take_memory();
+                    if let Some((g, r)) = lost {
+                        m.put(g, r);
+                    }
+                    self.retired.insert(id, m);
+                }
+                for (other, m) in displaced {
+                    self.retired.insert(other, m);
+                }
             }
             Undo::ReleasePool(None) => {}
-            Undo::ReleasePool(Some(pool)) => {
+            Undo::ReleasePool(Some((mut pool, retired))) => {
+                if retired && let Some(m) = self.retired.remove(&pool.id) {
+                    pool.return_memory(m);
+                }
                 let f = Family::of_net(&pool.id.subnet);
                 let (lo, hi) = net_bounds(&pool.id.subnet);
                 self.index.insert((f, lo), (hi, pool.id.clone()));
@@ -190,8 +271,10 @@ impl State {
                     cursor: p.cursor(),
                     cooling: p.cooling().collect(),
                     leases: p.lease_map().clone(),
+                    memory: FrozenMemory::of(&p.memory),
                 })
                 .collect(),
+            retired: self.retired.freeze(),
         }
     }
 
@@ -212,6 +295,7 @@ impl State {
                 auto: p.auto,
                 serial: p.serial,
                 reuse: p.reuse,
+                sticky: p.sticky,
                 data_gateway: None,
             })?;
             let pool = st.pool_mut(&p.id)?;
@@ -225,6 +309,16 @@ impl State {
                 pool.add(x, lease, false)?;
             }
             pool.restore(&p.cooling, p.cursor, p.data_gateway)?;
+            pool.restore_memory(p.releases, records(p.remembered)?)?;
+        }
+        for r in s.retired {
+            if let Some((held, _)) = st.overlapping(&r.id.subnet) {
+                return Err(Error::Inconsistent(format!(
+                    "released pool {} remembers addresses in {held}, which is held",
+                    r.id
+                )));
+            }
+            st.retired.restore(r)?;
         }
         Ok(st)
     }
@@ -236,8 +330,16 @@ impl State {
 pub enum Undo {
     Ula(Option<Ipv6Net>),
     Mains(Option<(Vec<IpNet>, Vec<IpNet>)>),
-    AddPool(PoolId),
-    ReleasePool(Option<Box<Pool>>),
+    /// The pool added, the record of its gateway address it dropped when
+    /// it took its old memory back (`Some` if it did), and the retired
+    /// memories it displaced.
+    AddPool {
+        id: PoolId,
+        adopted: Option<Option<(u128, Remembered)>>,
+        displaced: Vec<(PoolId, Memory)>,
+    },
+    /// The pool released, and whether its memory was retired.
+    ReleasePool(Option<(Box<Pool>, bool)>),
     AddAddress(PoolId, u128, AddUndo),
     ReleaseAddress(PoolId, u128, Option<ReleaseUndo>),
 }
@@ -248,6 +350,7 @@ pub struct Frozen {
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
     pools: Vec<FrozenPool>,
+    retired: Vec<(PoolId, FrozenMemory)>,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +363,7 @@ struct FrozenPool {
     cursor: Option<IpAddr>,
     cooling: Vec<IpAddr>,
     leases: Leases,
+    memory: FrozenMemory,
 }
 
 impl Frozen {
@@ -291,9 +395,13 @@ impl Frozen {
                             })
                             .collect(),
                         cooling: p.cooling.clone(),
+                        sticky: p.memory.sticky,
+                        releases: p.memory.releases,
+                        remembered: p.memory.snapshot(f),
                     }
                 })
                 .collect(),
+            retired: self.retired.iter().map(|(id, m)| m.retired(id)).collect(),
         }
     }
 }
@@ -307,6 +415,9 @@ pub struct Snapshot {
     pub mains: Option<SnapshotMains>,
     #[serde(default)]
     pub pools: Vec<SnapshotPool>,
+    /// What released pools remembered (F6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<SnapshotRetired>,
 }
 
 /// The main pools gipam last started with.
@@ -337,6 +448,19 @@ pub struct SnapshotPool {
     pub leases: Vec<SnapshotLease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cooling: Vec<IpAddr>,
+    /// `sticky=`; left out when it is the default.
+    #[serde(default, skip_serializing_if = "Sticky::is_default")]
+    pub sticky: Sticky,
+    /// The pool's logical clock: how many releases it has remembered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub releases: u64,
+    /// The addresses remembered for containers that left (F6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<SnapshotRemembered>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One lease in a snapshot.
