@@ -61,4 +61,6 @@ mod tests;
 #[cfg(test)]
 mod tests_engine29;
 #[cfg(test)]
+mod tests_sticky;
+#[cfg(test)]
 mod tests_undo;
