@@ -66,8 +66,15 @@ impl Pool {
     /// (it is someone's now) and the lessee's record of another address.
     pub(super) fn forget_for_lease(&mut self, x: u128, lease: &Lease) -> Forgot {
         let at = self.memory.forget(x).map(|(r, _)| r);
-        let older = ident_of(lease).and_then(|i| {
-            let y = self.memory.address_of(&i)?;
+        // The lessee's identity as `ident_of` gives it, looked up without
+        // making one (this runs on every lease).
+        let name = lease.name.as_deref().filter(|n| !n.is_empty());
+        let lessee = match (lease.gateway, name) {
+            (true, _) => None,
+            (false, Some(n)) => self.memory.recall(Some(n), None),
+            (false, None) => self.memory.recall(None, lease.mac),
+        };
+        let older = lessee.and_then(|y| {
             let (r, held) = self.memory.forget(y)?;
             if held {
                 self.unhold(y);
