@@ -18,7 +18,9 @@
 //! uses V4=10.25k.0.0/16 and V6=2001:db8:e25k::/48.
 //!
 //! The dockerd restart scenario runs only with GIPAM_E2E_RESTART_DOCKERD=1
-//! (it stops and starts the host's dockerd; `make test` sets it).
+//! (it stops and starts the host's dockerd; `make test` sets it). For an
+//! engine other than the default one, DOCKER_HOST names its socket and
+//! GIPAM_DOCKERD_PIDFILE its pid file.
 
 mod common;
 mod docker_env;
@@ -240,16 +242,20 @@ fn alive(pid: u32) -> bool {
 /// Stops the running dockerd (SIGTERM) and starts it again with the argv,
 /// working directory and environment it had; waits until it answers.
 fn restart_dockerd() {
-    let pid: u32 = std::fs::read_to_string("/var/run/docker.pid")
-        .expect("read /var/run/docker.pid")
+    // The engine DOCKER_HOST points at: its pid file is named apart when
+    // it is not the default one (a second dockerd next to the first).
+    let pidfile = std::env::var("GIPAM_DOCKERD_PIDFILE")
+        .unwrap_or_else(|_| "/var/run/docker.pid".to_string());
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("read {pidfile}: {e}"))
         .trim()
         .parse()
-        .expect("a pid in /var/run/docker.pid");
+        .unwrap_or_else(|e| panic!("no pid in {pidfile}: {e}"));
     let argv = nul_split(std::fs::read(format!("/proc/{pid}/cmdline")).expect("dockerd cmdline"));
     assert!(
         argv.first()
             .is_some_and(|a| a.to_string_lossy().ends_with("dockerd")),
-        "pid {pid} of /var/run/docker.pid is not dockerd: {argv:?}"
+        "pid {pid} of {pidfile} is not dockerd: {argv:?}"
     );
     let cwd: PathBuf =
         std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
