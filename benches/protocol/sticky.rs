@@ -274,21 +274,48 @@ pub fn remembered(plan: &Plan, rt: &Runtime, targets: &mut Vec<Target>) {
     // Throughput: 64 clients, Engine 29's body (a name no one remembers,
     // so every request searches past the held addresses), on the empty and
     // the full dir, and the no-op ceiling, in this run.
+    // Two rounds, the dirs alternating, so drift on this shared machine
+    // hits both alike; the figure is the mean rate of the two.
     let clients = plan.clients[2];
-    let mut rates = Vec::new();
-    for dir in [&empty, &full] {
-        let ((server, store, pool), _) =
-            start_gipam_timed(&dir.path().join("state"), dir.path().join("gipam.sock"));
-        let l = drive(
-            &server.socket,
-            &body(&pool, "bench-load"),
-            clients,
-            plan.load,
-        );
-        drop(server);
-        store.close().expect("close");
-        rates.push((l.rate(), l.p(0.99)));
+    let mut runs: [Vec<(f64, Duration)>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..2 {
+        for (k, (label, dir)) in [("none", &empty), ("remembered", &full)]
+            .into_iter()
+            .enumerate()
+        {
+            let ((server, store, pool), _) = start_gipam_timed(
+                &dir.path().join("state"),
+                dir.path().join(format!("gipam{round}.sock")),
+            );
+            let l = drive(
+                &server.socket,
+                &body(&pool, "bench-load"),
+                clients,
+                plan.load,
+            );
+            drop(server);
+            store.close().expect("close");
+            for (asked, handed) in store.snapshots() {
+                println!(
+                    "(c) round {round}, {label}: a snapshot was asked for {} into the load, state copied in {}",
+                    ms(asked.saturating_duration_since(l.start)),
+                    ms(handed - asked)
+                );
+            }
+            println!(
+                "(c) round {round}, {label}: {:.0} req/s, p99 {}",
+                l.rate(),
+                ms(l.p(0.99))
+            );
+            runs[k].push((l.rate(), l.p(0.99)));
+        }
     }
+    let rates = runs.map(|r| {
+        let n = r.len().max(1) as f64;
+        let worst = r.iter().map(|(_, p)| *p).max().unwrap_or_default();
+        (r.iter().map(|(x, _)| x).sum::<f64>() / n, worst)
+    });
+    println!();
     let noop_dir = tempfile::tempdir().expect("a temp dir");
     let noop = start_noop(noop_dir.path().join("noop.sock"));
     let l = drive(
@@ -300,7 +327,7 @@ pub fn remembered(plan: &Plan, rt: &Runtime, targets: &mut Vec<Target>) {
     drop(noop);
     let ceiling = l.rate();
     println!(
-        "| (c) RequestAddress/s at {clients} clients, Engine 29's body (ceiling {ceiling:.0}/s) | {:.0} ({:.2} of it), p99 {} | {:.0} ({:.2}), p99 {} | {:.2} |",
+        "| (c) RequestAddress/s at {clients} clients, Engine 29's body, mean of 2 rounds (ceiling {ceiling:.0}/s) | {:.0} ({:.2} of it), worst p99 {} | {:.0} ({:.2}), worst p99 {} | {:.2} |",
         rates[0].0,
         rates[0].0 / ceiling,
         ms(rates[0].1),
