@@ -42,6 +42,7 @@ impl Retired {
             .collect()
     }
 
+    /// Keeps the memory of the released pool `id`.
     pub fn insert(&mut self, id: PoolId, memory: Memory) {
         let (lo, hi) = net_bounds(&id.subnet);
         self.index
@@ -49,6 +50,8 @@ impl Retired {
         self.by_id.insert(id, memory);
     }
 
+    /// Takes the memory kept for `id` (a pool of that id is added again,
+    /// or one over it).
     pub fn remove(&mut self, id: &PoolId) -> Option<Memory> {
         let m = self.by_id.remove(id)?;
         let (lo, _) = net_bounds(&id.subnet);
@@ -56,6 +59,7 @@ impl Retired {
         Some(m)
     }
 
+    /// A copy for a snapshot (records shared by chunk).
     pub fn freeze(&self) -> Vec<(PoolId, FrozenMemory)> {
         self.by_id
             .iter()
@@ -100,6 +104,7 @@ pub struct FrozenMemory {
 }
 
 impl FrozenMemory {
+    /// A copy of `m` (records shared by chunk).
     pub fn of(m: &Memory) -> FrozenMemory {
         FrozenMemory {
             sticky: m.mode(),

@@ -143,10 +143,12 @@ impl Memory {
         }
     }
 
+    /// Which remembered addresses are held back.
     pub fn mode(&self) -> Sticky {
         self.mode
     }
 
+    /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
