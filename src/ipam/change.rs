@@ -54,7 +54,9 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
-    /// A leased address was released.
+    /// A leased address was released. Its pool remembers the address for
+    /// the lease's name or MAC (F6): `State::apply` derives that from the
+    /// lease, live and on replay alike, so the line carries nothing more.
     ReleaseAddress { pool: PoolId, address: IpAddr },
 }
 
