@@ -13,6 +13,7 @@
 //! - [`load`]: the servers, the clients that drive them, where the CPU goes.
 //! - [`state`]: memory per lease, restart time, the cost of one change.
 //! - [`compaction`]: latency under load while the store compacts.
+//! - [`sticky`]: what remembered identities (F6) cost.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -22,6 +23,8 @@ mod compaction;
 mod load;
 #[path = "protocol/state.rs"]
 mod state;
+#[path = "protocol/sticky.rs"]
+mod sticky;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv6Addr};
@@ -164,6 +167,7 @@ fn add_pool() -> Change {
         auto: false,
         serial: false,
         reuse: Default::default(),
+        sticky: Default::default(),
         data_gateway: None,
     }
 }
@@ -275,7 +279,14 @@ fn mean(samples: &[Duration]) -> Duration {
 
 // ---------------------------------------------------------------- main
 
-const SECTIONS: [&str; 5] = ["load", "memory", "restart", "change", "compaction"];
+const SECTIONS: [&str; 6] = [
+    "load",
+    "memory",
+    "restart",
+    "change",
+    "compaction",
+    "sticky",
+];
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument names a section.
@@ -325,6 +336,10 @@ fn main() {
         if run("compaction") {
             compaction::during_compaction(&plan, big.path(), rate64, &rt, &mut targets);
         }
+    }
+
+    if run("sticky") {
+        sticky::remembered(&plan, &rt, &mut targets);
     }
 
     println!("\n## Targets\n");

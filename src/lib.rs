@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`config`]: settings from flags and environment into a validated [`config::Config`].
-//! - [`ipam`]: the pure core — pools, blocks, address sets, the rules that pick them.
+//! - [`ipam`]: the pure core — pools, blocks, address sets, the rules that pick them,
+//!   and the addresses remembered for containers that left (F6).
 //! - [`store`]: the [`store::Store`] trait and the durable local file store
 //!   (snapshot + journal formats, the group-commit writer, snapshots).
 //! - [`service`]: the glue that plans a change, applies it and commits it.

@@ -29,6 +29,7 @@ fn changes(pools: std::ops::Range<u32>) -> Vec<Change> {
             auto: n % 2 == 0,
             serial: false,
             reuse: Default::default(),
+            sticky: Default::default(),
             data_gateway: None,
         });
         for host in 1..=4u8 {

@@ -175,7 +175,7 @@ fn s8_dockerd_restart_with_running_containers() {
 /// gipam cannot tell it is the same container, and its cooling rule (F5)
 /// hands out addresses that were not released recently.
 #[test]
-#[ignore = "bug: dynamic container addresses change across a dockerd restart (20.10 sends a new random MAC and no name; gipam's F5 cooling then picks fresh addresses; F6 sticky addresses would need a stable key)"]
+#[ignore = "engines before 29 send a new random MAC and no name on every start, so nothing tells which container asks; addresses follow names (Engine 29) and pinned MACs (F6)"]
 fn s8_dynamic_addresses_survive_dockerd_restart() {
     scenario("s8b", true);
 }

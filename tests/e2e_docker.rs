@@ -687,7 +687,6 @@ fn tcp_mode_is_found_through_the_spec_file() {
 /// address it had. On 20.10 the CLI cannot give a MAC on a user network, so
 /// the container is created through the Engine API.
 #[test]
-#[ignore = "bug: F6 sticky addresses are not implemented: a container restarted with the same MAC gets a new address"]
 fn container_with_same_mac_keeps_its_address() {
     let Some(mut e) = E2e::start("sticky", "10.236.0.0/16", "2001:db8:e236::/48") else {
         return;

@@ -52,6 +52,7 @@ fn workload(pools: std::ops::Range<u32>) -> Vec<Change> {
             auto: true,
             serial: n % 2 == 0,
             reuse: Default::default(),
+            sticky: Default::default(),
             data_gateway: None,
         });
         for h in 1..=20 {
@@ -217,6 +218,7 @@ async fn concurrent_commits_share_fsyncs_and_all_become_durable() {
         auto: false,
         serial: false,
         reuse: Default::default(),
+        sticky: Default::default(),
         data_gateway: None,
     }];
     changes.extend((1..=250).map(|h| add_address(&p, h)));

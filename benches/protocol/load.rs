@@ -197,7 +197,7 @@ pub fn start_gipam_timed(
 }
 
 /// The ceiling: every POST is answered `{}` once its body is read.
-fn start_noop(socket: PathBuf) -> Server {
+pub fn start_noop(socket: PathBuf) -> Server {
     Server::start(socket, |l, shutdown| async move {
         let routes = warp::post()
             .and(warp::body::bytes())
@@ -331,7 +331,7 @@ pub struct Load {
 }
 
 impl Load {
-    fn rate(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.sorted.len() as f64 / self.elapsed.as_secs_f64()
     }
 

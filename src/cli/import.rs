@@ -133,6 +133,7 @@ fn plan(file: &LeaseFile) -> Result<Plan, String> {
             auto: true,
             serial: false,
             reuse: Reuse::default(),
+            sticky: Default::default(),
             data_gateway: None,
         });
         changes.push(Change::AliasPool {

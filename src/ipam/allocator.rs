@@ -317,7 +317,7 @@ impl Ipam {
             subnet,
             range: req.range,
         };
-        let (serial, reuse) = (req.options.serial, req.options.reuse);
+        let (serial, reuse, sticky) = (req.options.serial, req.options.reuse, req.options.sticky);
         let owner = req.options.owner.clone();
         if tree_pool.is_none() && owner.is_none() {
             return Ok(Change::AddPool {
@@ -325,6 +325,7 @@ impl Ipam {
                 auto,
                 serial,
                 reuse,
+                sticky,
                 data_gateway,
             });
         }
@@ -333,6 +334,7 @@ impl Ipam {
             auto,
             serial,
             reuse,
+            sticky,
             data_gateway,
             tree_pool,
             owner,
@@ -354,6 +356,9 @@ impl Ipam {
             .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
         let family = Family::of_net(&req.pool.subnet);
         let reserved = self.state.tree().reserved(family);
+        // F7's reservations first; then the address the pool remembers for
+        // whoever asks (F6), unless it is reserved for someone else; then
+        // the pool's own rule.
         let (x, dynamic) = match req.address {
             Some(want) => {
                 self.check_wanted(pool, req, want)?;
@@ -365,7 +370,10 @@ impl Ipam {
             None if req.gateway => (pool.choose(None, true, req.serial, reserved)?, false),
             None => match self.identity_address(pool, req) {
                 Some(x) => (x, false),
-                None => (pool.choose(None, false, req.serial, reserved)?, true),
+                None => match pool.recall(req).filter(|x| !reserved.contains(*x)) {
+                    Some(x) => (x, true),
+                    None => (pool.choose(None, false, req.serial, reserved)?, true),
+                },
             },
         };
         let address = to_addr(family, x);

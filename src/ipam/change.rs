@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::{PoolId, Reuse, TreeSpec};
+use super::{PoolId, Reuse, Sticky, TreeSpec};
 
 /// A change, planned by `Ipam::plan_*` and applied by `State::apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub enum Change {
         /// `reuse=`: when released addresses come back.
         #[serde(default, skip_serializing_if = "Reuse::is_default")]
         reuse: Reuse,
+        /// `sticky=`: which remembered addresses are held back (F6).
+        #[serde(default, skip_serializing_if = "Sticky::is_default")]
+        sticky: Sticky,
         /// The gateway named in RequestPool's `Data`, leased with the pool.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_gateway: Option<IpAddr>,
@@ -46,6 +49,8 @@ pub enum Change {
         serial: bool,
         #[serde(default, skip_serializing_if = "Reuse::is_default")]
         reuse: Reuse,
+        #[serde(default, skip_serializing_if = "Sticky::is_default")]
+        sticky: Sticky,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_gateway: Option<IpAddr>,
         /// The tree pool the block was drawn from (not part of the PoolId:
@@ -74,7 +79,9 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
-    /// A leased address was released.
+    /// A leased address was released. Its pool remembers the address for
+    /// the lease's name or MAC (F6): `State::apply` derives that from the
+    /// lease, live and on replay alike, so the line carries nothing more.
     ReleaseAddress { pool: PoolId, address: IpAddr },
     /// The PoolID another IPAM driver gave Docker for this pool (the
     /// original gipam's random 16-character ids, `gipam import`): Docker
@@ -121,6 +128,8 @@ struct RawChange {
     serial: bool,
     #[serde(default)]
     reuse: Reuse,
+    #[serde(default)]
+    sticky: Sticky,
     data_gateway: Option<IpAddr>,
     #[serde(default)]
     gateway: bool,
@@ -152,6 +161,7 @@ impl TryFrom<RawChange> for Change {
                 auto: r.auto,
                 serial: r.serial,
                 reuse: r.reuse,
+                sticky: r.sticky,
                 data_gateway: r.data_gateway,
             },
             "add_pool_from" => Change::AddPoolFrom {
@@ -159,6 +169,7 @@ impl TryFrom<RawChange> for Change {
                 auto: r.auto,
                 serial: r.serial,
                 reuse: r.reuse,
+                sticky: r.sticky,
                 data_gateway: r.data_gateway,
                 tree_pool: r.tree_pool,
                 owner: r.owner,
@@ -278,6 +289,7 @@ mod tests {
             auto: false,
             serial: false,
             reuse: Reuse::Delayed,
+            sticky: Default::default(),
             data_gateway: Some("10.0.0.1".parse().expect("ip")),
         };
         let json = serde_json::to_string(&c).expect("ser");

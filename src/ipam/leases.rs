@@ -1,4 +1,5 @@
-//! The leases of one pool, in chunks that are shared until written.
+//! The leases of one pool (and the addresses it remembers, F6), in chunks
+//! that are shared until written.
 //!
 //! A snapshot of the state needs a copy of every lease taken under the
 //! allocator lock. Keeping the leases in `Arc`'d chunks of 4096 addresses
@@ -13,20 +14,32 @@ use super::Lease;
 /// Addresses per chunk, as a shift.
 const CHUNK_BITS: u32 = 12;
 
-/// Leases by address (as an integer), lowest first.
-#[derive(Debug, Clone, Default)]
-pub struct Leases {
-    chunks: BTreeMap<u128, Arc<BTreeMap<u128, Lease>>>,
+/// Values by address (as an integer), lowest first, in shared chunks.
+#[derive(Debug, Clone)]
+pub struct ChunkMap<T> {
+    chunks: BTreeMap<u128, Arc<BTreeMap<u128, T>>>,
     len: usize,
 }
 
-impl Leases {
-    /// No leases.
-    pub fn new() -> Leases {
-        Leases::default()
+/// Leases by address, lowest first.
+pub type Leases = ChunkMap<Lease>;
+
+impl<T> Default for ChunkMap<T> {
+    fn default() -> Self {
+        ChunkMap {
+            chunks: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Clone> ChunkMap<T> {
+    /// An empty map.
+    pub fn new() -> ChunkMap<T> {
+        ChunkMap::default()
     }
 
-    /// Number of leases.
+    /// Number of values.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -36,18 +49,18 @@ impl Leases {
         self.len == 0
     }
 
-    /// The lease of `x`.
-    pub fn get(&self, x: u128) -> Option<&Lease> {
+    /// The value at `x`.
+    pub fn get(&self, x: u128) -> Option<&T> {
         self.chunks.get(&(x >> CHUNK_BITS))?.get(&x)
     }
 
-    /// Whether `x` is leased.
+    /// Whether `x` has a value.
     pub fn contains(&self, x: u128) -> bool {
         self.get(x).is_some()
     }
 
-    /// Leases `x`; returns the lease it replaced.
-    pub fn insert(&mut self, x: u128, lease: Lease) -> Option<Lease> {
+    /// Sets the value at `x`; returns the one it replaced.
+    pub fn insert(&mut self, x: u128, lease: T) -> Option<T> {
         let chunk = self.chunks.entry(x >> CHUNK_BITS).or_default();
         let old = Arc::make_mut(chunk).insert(x, lease);
         if old.is_none() {
@@ -56,8 +69,8 @@ impl Leases {
         old
     }
 
-    /// Removes the lease of `x`.
-    pub fn remove(&mut self, x: u128) -> Option<Lease> {
+    /// Removes the value at `x`.
+    pub fn remove(&mut self, x: u128) -> Option<T> {
         let key = x >> CHUNK_BITS;
         let chunk = self.chunks.get_mut(&key)?;
         if !chunk.contains_key(&x) {
@@ -71,8 +84,8 @@ impl Leases {
         old
     }
 
-    /// Every lease, lowest address first.
-    pub fn iter(&self) -> impl Iterator<Item = (u128, &Lease)> + '_ {
+    /// Every value, lowest address first.
+    pub fn iter(&self) -> impl Iterator<Item = (u128, &T)> + '_ {
         self.chunks
             .values()
             .flat_map(|c| c.iter().map(|(x, l)| (*x, l)))

@@ -37,7 +37,10 @@ mod net;
 mod options;
 mod pool;
 mod poolid;
+mod retired;
 mod state;
+mod sticky;
+mod sticky_pool;
 mod stranded;
 mod tree;
 mod tree_plan;
@@ -57,6 +60,7 @@ pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
 pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
+pub use sticky::Sticky;
 pub use stranded::{Stranded, Strands};
 pub use tree::{Identity, Reservation, ReservationSpec, Tree, TreePool, TreePoolSpec, TreeSpec};
 pub use tree_plan::{NetworkView, ReservationView, TreePoolView};
@@ -67,6 +71,10 @@ mod tests;
 #[cfg(test)]
 mod tests_engine29;
 #[cfg(test)]
+mod tests_sticky;
+#[cfg(test)]
 mod tests_tree;
 #[cfg(test)]
 mod tests_undo;
+#[cfg(test)]
+mod tests_undo_tree;

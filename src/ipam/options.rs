@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Family};
+use super::{Error, Family, Sticky};
 
 /// The keys a user may give with `--ipam-opt`.
 pub const KNOWN_OPTIONS: &[&str] = &[
@@ -23,6 +23,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "v6ab",
     "serial",
     "reuse",
+    "sticky",
     "tags",
     "scope_filter_tags",
     "pool",
@@ -81,6 +82,8 @@ pub struct PoolOptions {
     pub pool: Option<String>,
     /// `id=`: the network's owner, recorded with it (python-docker-ipam).
     pub owner: Option<String>,
+    /// Which remembered addresses are held back (F6).
+    pub sticky: Sticky,
 }
 
 impl PoolOptions {
@@ -106,6 +109,13 @@ impl PoolOptions {
                 }
                 "pool" => out.pool = Some(word(key, value)?),
                 "id" => out.owner = Some(word(key, value)?),
+                "sticky" => {
+                    out.sticky = Sticky::parse(value).ok_or_else(|| Error::BadOption {
+                        key: key.clone(),
+                        value: value.clone(),
+                        want: Sticky::VALUES.to_string(),
+                    })?
+                }
                 k if k.starts_with("com.docker.") => {}
                 _ => {
                     return Err(Error::UnknownOption {
@@ -225,7 +235,8 @@ mod tests {
         assert!(PoolOptions::parse(&map(&[("com.docker.network.whatever", "x")])).is_ok());
         let err = PoolOptions::parse(&map(&[("v4bits", "28")])).expect_err("typo");
         assert!(
-            err.to_string().contains("v4ab, v6ab, serial, reuse"),
+            err.to_string()
+                .contains("v4ab, v6ab, serial, reuse, sticky"),
             "{err}"
         );
     }
@@ -242,6 +253,17 @@ mod tests {
             ("reuse", ""),
         ] {
             assert!(PoolOptions::parse(&map(&[(k, v)])).is_err(), "{k}={v}");
+        }
+        let err = PoolOptions::parse(&map(&[("sticky", "container")])).expect_err("bad value");
+        let want = r#"ipam option sticky="container" is invalid: want name, mac or off"#;
+        assert_eq!(err.to_string(), want);
+        for (v, want) in [
+            ("mac", Sticky::Mac),
+            ("Name", Sticky::Name),
+            ("off", Sticky::Off),
+        ] {
+            let o = PoolOptions::parse(&map(&[("sticky", v)])).expect("valid");
+            assert_eq!(o.sticky, want, "sticky={v}");
         }
         let err = PoolOptions::parse(&map(&[("reuse", "later")])).expect_err("bad value");
         let want = r#"ipam option reuse="later" is invalid: want immediate or delayed"#;

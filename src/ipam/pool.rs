@@ -10,10 +10,9 @@
 //! its address (and its stale ARP/ND entries) to the next one.
 //!
 //! `used` holds every address a dynamic request must not get: leases, the
-//! reserved addresses of the subnet and, with `reuse=delayed`, the cooling
-//! ones. `held` is the seam for F6: addresses remembered for another
-//! container, skipped by dynamic requests until nothing else is free. Nothing
-//! fills it yet.
+//! reserved addresses of the subnet, with `reuse=delayed` the cooling ones,
+//! and the addresses held back for a container that left (F6, `sticky.rs`:
+//! the remembering and its share of adding and releasing live there).
 //!
 //! The pool's gateway may be reserved when the pool is added (the one gipam
 //! names in RequestPool's `Data`, see `Ipam::plan_pool`): it is leased at
@@ -26,6 +25,8 @@ use std::net::IpAddr;
 
 use super::leases::Leases;
 use super::net::{reserves_first, reserves_last};
+use super::sticky::{Memory, Sticky};
+use super::sticky_pool::{Forgot, Recorded};
 use super::{
     AddrSet, Error, Family, Mac, PoolId, Reuse, first_usable, net_bounds, to_addr, to_u128,
 };
@@ -70,6 +71,8 @@ pub struct AddUndo {
     inserted: bool,
     /// Where in the cooling list the address stood.
     cooling_at: Option<usize>,
+    /// What the lease made the pool forget (F6).
+    forgot: Forgot,
 }
 
 /// What it takes to take back one [`Pool::release`].
@@ -79,6 +82,8 @@ pub struct ReleaseUndo {
     /// The oldest cooling address the release pushed out.
     evicted: Option<u128>,
     data_gateway: Option<u128>,
+    /// What the release made the pool remember (F6).
+    recorded: Option<Recorded>,
 }
 
 /// A held pool.
@@ -95,20 +100,20 @@ pub struct Pool {
     pub tree_pool: Option<Box<str>>,
     /// The owner given with `--ipam-opt id=`, if any.
     pub owner: Option<Box<str>>,
-    leases: Leases,
-    used: AddrSet,
-    /// F6: addresses held back for another container (empty until F6).
-    held: AddrSet,
-    cooling: VecDeque<u128>,
+    pub(super) leases: Leases,
+    pub(super) used: AddrSet,
+    /// F6: the addresses remembered for containers that left.
+    pub(super) memory: Memory,
+    pub(super) cooling: VecDeque<u128>,
     cursor: Option<u128>,
     /// The gateway reserved with the pool, until a gateway request claims
     /// or replaces it.
-    data_gateway: Option<u128>,
+    pub(super) data_gateway: Option<u128>,
 }
 
 impl Pool {
     /// A new pool holding nothing but its reserved addresses.
-    pub fn new(id: PoolId, auto: bool, serial: bool, reuse: Reuse) -> Pool {
+    pub fn new(id: PoolId, auto: bool, serial: bool, reuse: Reuse, sticky: Sticky) -> Pool {
         let mut used = AddrSet::new();
         let (lo, hi) = net_bounds(&id.subnet);
         if reserves_first(&id.subnet) {
@@ -117,7 +122,7 @@ impl Pool {
         if reserves_last(&id.subnet) {
             used.insert(hi);
         }
-        Pool {
+        let mut pool = Pool {
             id,
             auto,
             serial,
@@ -126,14 +131,22 @@ impl Pool {
             owner: None,
             leases: Leases::new(),
             used,
-            held: AddrSet::new(),
+            memory: Memory::new(sticky, 0, 0),
             cooling: VecDeque::new(),
             cursor: None,
             data_gateway: None,
-        }
+        };
+        let (dyn_lo, dyn_hi) = pool.dynamic_bounds();
+        pool.memory = Memory::new(sticky, dyn_lo, dyn_hi);
+        pool
     }
 
-    fn family(&self) -> Family {
+    /// Which remembered addresses the pool holds back (`sticky=`).
+    pub fn sticky(&self) -> Sticky {
+        self.memory.mode()
+    }
+
+    pub(super) fn family(&self) -> Family {
         Family::of_net(&self.id.subnet)
     }
 
@@ -238,7 +251,12 @@ impl Pool {
             }
             let (lo, hi) = (first_usable(&self.id.subnet), net_bounds(&self.id.subnet).1);
             return free_of(&self.used, reserved, lo, hi)
-                .or_else(|| self.cooling_in(lo, hi, reserved))
+                .or_else(|| self.cooled(lo, hi, reserved))
+                .or_else(|| {
+                    self.memory
+                        .least_recent(true)
+                        .filter(|x| !reserved.contains(*x))
+                })
                 .ok_or_else(|| Error::PoolFull(self.id.clone()));
         }
         let (lo, hi) = self.dynamic_bounds();
@@ -246,42 +264,28 @@ impl Pool {
             (true, Some(c)) if c >= lo && c < hi => c + 1,
             _ => lo,
         };
-        self.first_free(start, hi, reserved)
-            .or_else(|| self.first_free(lo, start.saturating_sub(1), reserved))
-            .or_else(|| self.cooling_in(lo, hi, reserved))
-            .or_else(|| self.held_back(lo, hi, reserved))
+        // Free first (held-back addresses are in `used`), then cooling,
+        // then the held-back address used least recently (F6); never one
+        // reserved for another container (F7).
+        free_of(&self.used, reserved, start, hi)
+            .or_else(|| free_of(&self.used, reserved, lo, start.saturating_sub(1)))
+            .or_else(|| self.cooled(lo, hi, reserved))
+            .or_else(|| {
+                self.memory
+                    .least_recent(false)
+                    .filter(|x| !reserved.contains(*x))
+            })
             .ok_or_else(|| Error::PoolFull(self.id.clone()))
     }
 
-    /// The oldest cooling address in `lo..=hi` that is not reserved.
-    fn cooling_in(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
+    /// The oldest cooling address in `lo..=hi` neither held back for
+    /// another container nor reserved (the cooling list is bounded by
+    /// [`COOLING_MAX`]).
+    fn cooled(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
         self.cooling
             .iter()
             .copied()
-            .find(|a| *a >= lo && *a <= hi && !reserved.contains(*a))
-    }
-
-    /// The lowest address in `lo..=hi` neither used, held back nor
-    /// reserved. The sets are merged runs, so this costs one lookup per run
-    /// it skips.
-    fn first_free(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
-        let mut x = lo;
-        loop {
-            let a = free_of(&self.used, reserved, x, hi)?;
-            let b = self.held.first_free(a, hi)?;
-            if a == b {
-                return Some(a);
-            }
-            x = b;
-        }
-    }
-
-    /// F6: the held-back address to give up when nothing else is free (the
-    /// least recently used first, once F6 records when each was used).
-    fn held_back(&self, lo: u128, hi: u128, reserved: &AddrSet) -> Option<u128> {
-        self.held
-            .iter()
-            .find(|a| *a >= lo && *a <= hi && !self.used.contains(*a) && !reserved.contains(*a))
+            .find(|a| *a >= lo && *a <= hi && !self.memory.is_held(*a) && !reserved.contains(*a))
     }
 
     /// Where dynamic addresses come from: the range without its first
@@ -290,7 +294,7 @@ impl Pool {
     /// /128, /127) is used whole: it has no network address to keep free
     /// (RFC 3021, RFC 6164), and skipping its first would leave a /32 range
     /// nothing to hand out.
-    fn dynamic_bounds(&self) -> (u128, u128) {
+    pub(super) fn dynamic_bounds(&self) -> (u128, u128) {
         match &self.id.range {
             Some(r) => {
                 let (lo, hi) = net_bounds(r);
@@ -333,6 +337,7 @@ impl Pool {
                 self.id
             )));
         }
+        undo.forgot = self.forget_for_lease(x, &lease);
         undo.inserted = self.used.insert(x);
         if !undo.inserted
             && let Some(i) = self.cooling.iter().position(|a| *a == x)
@@ -367,6 +372,7 @@ impl Pool {
             self.leases.insert(g, lease);
         }
         self.cursor = undo.cursor;
+        self.unforget(x, undo.forgot);
     }
 
     /// Reserves `x` as the pool's gateway (named in RequestPool's `Data`).
@@ -384,15 +390,19 @@ impl Pool {
     /// it takes to take the release back ([`Pool::unrelease`]).
     pub fn release(&mut self, x: u128) -> Option<ReleaseUndo> {
         let lease = self.leases.remove(x)?;
+        let (held, recorded) = self.remember_release(x, &lease);
         let mut undo = ReleaseUndo {
             lease,
             evicted: None,
             data_gateway: self.data_gateway,
+            recorded,
         };
         if self.data_gateway == Some(x) {
             self.data_gateway = None;
         }
         match self.reuse {
+            // A held-back address stays in `used` (F6).
+            Reuse::Immediate if held => {}
             Reuse::Immediate => {
                 self.used.remove(x);
             }
@@ -401,7 +411,9 @@ impl Pool {
                 if self.cooling.len() > COOLING_MAX
                     && let Some(old) = self.cooling.pop_front()
                 {
-                    self.used.remove(old);
+                    if !self.memory.is_held(old) {
+                        self.used.remove(old);
+                    }
                     undo.evicted = Some(old);
                 }
             }
@@ -422,6 +434,7 @@ impl Pool {
         self.used.insert(x);
         self.leases.insert(x, undo.lease);
         self.data_gateway = undo.data_gateway;
+        self.unremember(x, undo.recorded);
     }
 
     /// Restores the cooling list, cursor and reserved gateway from a

@@ -1,6 +1,15 @@
-//! The state every store keeps: held pools with their leases, the pool
+//! The state every store keeps: held pools with their leases and the
+//! addresses they remember (F6), what released pools remembered, the pool
 //! tree (F7), and the generated default IPv6 prefix. `apply` is the only way it changes, both
 //! live and when a journal is replayed; `Snapshot` is its JSON form.
+//!
+//! A released pool's memory is kept ("retired") under its PoolId, so a
+//! network removed and created again with the same pool (`docker compose
+//! down` and `up`) gives its containers their addresses back. A new pool
+//! overlapping a retired memory under another id drops that memory: its
+//! addresses are someone else's now. So retired memories never overlap
+//! each other or a held pool, and what is remembered stays bounded by the
+//! address space the pools cover (one identity per address).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,10 +18,14 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::pool::{AddUndo, ReleaseUndo};
+use super::retired::{FrozenMemory, Retired, records};
+use super::sticky::{Memory, Remembered};
 use super::{
-    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, Tree, TreeSpec, net_bounds,
-    to_addr, to_u128,
+    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, Sticky, Tree, TreeSpec,
+    net_bounds, to_addr, to_u128,
 };
+
+pub use super::retired::{SnapshotRemembered, SnapshotRetired};
 
 /// Held pools and what they hold.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +34,8 @@ pub struct State {
     /// Held subnets by (family, first address) -> (last address, id), for
     /// overlap checks and block search across every address space.
     index: BTreeMap<(Family, u128), (u128, PoolId)>,
+    /// What released pools remembered (module doc).
+    retired: Retired,
     ula: Option<Ipv6Net>,
     mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
     /// The pool tree; empty when none was loaded.
@@ -84,6 +99,24 @@ impl State {
             .map(|(_, (end, id))| (id, *end))
     }
 
+    /// Addresses remembered for released pools (F6).
+    pub fn retired_count(&self) -> usize {
+        self.retired.count()
+    }
+
+    /// Every derived index in a canonical form, which the snapshot does
+    /// not show: tests compare the live state with itself after undo and
+    /// with the state rebuilt from its snapshot.
+    #[cfg(test)]
+    pub fn derived(&self) -> String {
+        let pools: Vec<String> = self
+            .pools
+            .values()
+            .map(|p| format!("{}: {:?} {}", p.id, p.used, p.memory.derived()))
+            .collect();
+        format!("{pools:?} {:?} {}", self.index, self.retired.derived())
+    }
+
     /// Applies one change; returns what it takes to take it back
     /// ([`State::undo`]). Live changes were planned against this state and
     /// always apply; an error means a damaged journal, and leaves the state
@@ -99,9 +132,10 @@ impl State {
                 auto,
                 serial,
                 reuse,
+                sticky,
                 data_gateway,
             } => {
-                let pool = Pool::new(id.clone(), *auto, *serial, *reuse);
+                let pool = Pool::new(id.clone(), *auto, *serial, *reuse, *sticky);
                 self.add_pool(pool, *data_gateway)?
             }
             Change::AddPoolFrom {
@@ -109,11 +143,12 @@ impl State {
                 auto,
                 serial,
                 reuse,
+                sticky,
                 data_gateway,
                 tree_pool,
                 owner,
             } => {
-                let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse);
+                let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse, *sticky);
                 pool.tree_pool = tree_pool.as_deref().map(Box::from);
                 pool.owner = owner.as_deref().map(Box::from);
                 self.add_pool(pool, *data_gateway)?
@@ -122,7 +157,19 @@ impl State {
                 let tree = Tree::new(tree.clone())?;
                 Undo::Tree(Box::new(std::mem::replace(&mut self.tree, tree)))
             }
-            Change::ReleasePool { id } => Undo::ReleasePool(self.remove_pool(id).map(Box::new)),
+            Change::ReleasePool { id } => match self.remove_pool(id) {
+                Some(mut pool) => {
+                    // An empty memory stays with the pool (for undo: it
+                    // keeps its clock).
+                    let retired = pool.remembered_count() > 0;
+                    if retired {
+                        let memory = pool.take_memory();
+                        self.retired.insert(id.clone(), memory);
+                    }
+                    Undo::ReleasePool(Some((Box::new(pool), retired)))
+                }
+                None => Undo::ReleasePool(None),
+            },
             Change::AddAddress {
                 pool,
                 address,
@@ -167,11 +214,28 @@ impl State {
             Undo::Ula(old) => self.ula = old,
             Undo::Mains(old) => self.mains = old,
             Undo::Tree(old) => self.tree = *old,
-            Undo::AddPool(id) => {
-                self.remove_pool(&id);
+            Undo::AddPool {
+                id,
+                adopted,
+                displaced,
+            } => {
+                let pool = self.remove_pool(&id);
+                if let (Some(mut pool), Some(lost)) = (pool, adopted) {
+                    let mut m = pool.take_memory();
+                    if let Some((g, r)) = lost {
+                        m.put(g, r);
+                    }
+                    self.retired.insert(id, m);
+                }
+                for (other, m) in displaced {
+                    self.retired.insert(other, m);
+                }
             }
             Undo::ReleasePool(None) => {}
-            Undo::ReleasePool(Some(pool)) => {
+            Undo::ReleasePool(Some((mut pool, retired))) => {
+                if retired && let Some(m) = self.retired.remove(&pool.id) {
+                    pool.return_memory(m);
+                }
                 let f = Family::of_net(&pool.id.subnet);
                 let (lo, hi) = net_bounds(&pool.id.subnet);
                 self.index.insert((f, lo), (hi, pool.id.clone()));
@@ -203,6 +267,9 @@ impl State {
         self.pools.get_mut(id)
     }
 
+    /// Adds a planned pool: its reserved gateway, its own memory back
+    /// (unless `sticky=` changed) and every other retired memory under it
+    /// dropped (F6).
     fn add_pool(&mut self, mut pool: Pool, data_gateway: Option<IpAddr>) -> Result<Undo, Error> {
         let id = pool.id.clone();
         if let Some((held, _)) = self.overlapping(&id.subnet) {
@@ -214,11 +281,27 @@ impl State {
             let x = pool.check_inside(g)?;
             pool.reserve_gateway(x)?;
         }
+        let sticky = pool.sticky();
+        let mut displaced = Vec::new();
+        let mut adopted = None;
+        for other in self.retired.overlapping(&id.subnet) {
+            if let Some(m) = self.retired.remove(&other) {
+                if other == id && m.mode() == sticky {
+                    adopted = Some(pool.adopt(m));
+                } else {
+                    displaced.push((other, m));
+                }
+            }
+        }
         let f = Family::of_net(&id.subnet);
         let (lo, hi) = net_bounds(&id.subnet);
         self.index.insert((f, lo), (hi, id.clone()));
         self.pools.insert(id.clone(), pool);
-        Ok(Undo::AddPool(id))
+        Ok(Undo::AddPool {
+            id,
+            adopted,
+            displaced,
+        })
     }
 
     fn remove_pool(&mut self, id: &PoolId) -> Option<Pool> {
@@ -256,8 +339,10 @@ impl State {
                     cursor: p.cursor(),
                     cooling: p.cooling().collect(),
                     leases: p.lease_map().clone(),
+                    memory: FrozenMemory::of(&p.memory),
                 })
                 .collect(),
+            retired: self.retired.freeze(),
         }
     }
 
@@ -280,6 +365,7 @@ impl State {
                 auto: p.auto,
                 serial: p.serial,
                 reuse: p.reuse,
+                sticky: p.sticky,
                 data_gateway: None,
                 tree_pool: p.tree_pool,
                 owner: p.owner,
@@ -295,6 +381,16 @@ impl State {
                 pool.add(x, lease, false)?;
             }
             pool.restore(&p.cooling, p.cursor, p.data_gateway)?;
+            pool.restore_memory(p.releases, records(p.remembered)?)?;
+        }
+        for r in s.retired {
+            if let Some((held, _)) = st.overlapping(&r.id.subnet) {
+                return Err(Error::Inconsistent(format!(
+                    "released pool {} remembers addresses in {held}, which is held",
+                    r.id
+                )));
+            }
+            st.retired.restore(r)?;
         }
         Ok(st)
     }
@@ -313,8 +409,16 @@ pub enum Undo {
     Ula(Option<Ipv6Net>),
     Mains(Option<(Vec<IpNet>, Vec<IpNet>)>),
     Tree(Box<Tree>),
-    AddPool(PoolId),
-    ReleasePool(Option<Box<Pool>>),
+    /// The pool added, the record of its gateway address it dropped when
+    /// it took its old memory back (`Some` if it did), and the retired
+    /// memories it displaced.
+    AddPool {
+        id: PoolId,
+        adopted: Option<Option<(u128, Remembered)>>,
+        displaced: Vec<(PoolId, Memory)>,
+    },
+    /// The pool released, and whether its memory was retired.
+    ReleasePool(Option<(Box<Pool>, bool)>),
     AddAddress((Family, u128), u128, AddUndo),
     ReleaseAddress((Family, u128), u128, Option<ReleaseUndo>),
     Alias(String, Option<PoolId>),
@@ -328,6 +432,7 @@ pub struct Frozen {
     tree: TreeSpec,
     aliases: BTreeMap<String, PoolId>,
     pools: Vec<FrozenPool>,
+    retired: Vec<(PoolId, FrozenMemory)>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,6 +447,7 @@ struct FrozenPool {
     cursor: Option<IpAddr>,
     cooling: Vec<IpAddr>,
     leases: Leases,
+    memory: FrozenMemory,
 }
 
 impl Frozen {
@@ -377,9 +483,13 @@ impl Frozen {
                             })
                             .collect(),
                         cooling: p.cooling.clone(),
+                        sticky: p.memory.sticky,
+                        releases: p.memory.releases,
+                        remembered: p.memory.snapshot(f),
                     }
                 })
                 .collect(),
+            retired: self.retired.iter().map(|(id, m)| m.retired(id)).collect(),
         }
     }
 }
@@ -399,6 +509,9 @@ pub struct Snapshot {
     /// Foreign PoolIDs (`gipam import`) and the pools they name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aliases: BTreeMap<String, PoolId>,
+    /// What released pools remembered (F6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<SnapshotRetired>,
 }
 
 /// The main pools gipam last started with.
@@ -435,6 +548,19 @@ pub struct SnapshotPool {
     pub leases: Vec<SnapshotLease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cooling: Vec<IpAddr>,
+    /// `sticky=`; left out when it is the default.
+    #[serde(default, skip_serializing_if = "Sticky::is_default")]
+    pub sticky: Sticky,
+    /// The pool's logical clock: how many releases it has remembered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub releases: u64,
+    /// The addresses remembered for containers that left (F6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<SnapshotRemembered>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One lease in a snapshot.

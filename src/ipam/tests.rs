@@ -688,9 +688,10 @@ fn a_state_rebuilt_from_its_snapshot_answers_the_same() {
     let want = [
         // serial pool: after the cursor .4, then the wrap finds only cooling .2
         "10.40.0.5 10.40.0.6 10.40.0.2 PoolFull PoolFull PoolFull",
-        // ::3 was released: the lowest free again (::1 is the gateway)
-        "2001:db8:7700::3 2001:db8:7700::4 2001:db8:7700::5",
-        "2001:db8:7700::6 2001:db8:7700::7 2001:db8:7700::8",
+        // ::3 was released by web-2: held back for it (F6; ::1 is the
+        // gateway, ::2 web-1's)
+        "2001:db8:7700::4 2001:db8:7700::5 2001:db8:7700::6",
+        "2001:db8:7700::7 2001:db8:7700::8 2001:db8:7700::9",
         // range pool: the released .9 and .11 first, lowest first
         "10.99.0.9 10.99.0.11 10.99.0.13 10.99.0.14 10.99.0.15 PoolFull",
         // the released block is reused
@@ -770,6 +771,7 @@ fn a_refused_v6_change_names_the_generated_ula_it_replaces() {
             auto: true,
             serial: false,
             reuse: Reuse::Immediate,
+            sticky: Default::default(),
             data_gateway: None,
         })
         .expect("pool");
