@@ -76,6 +76,8 @@ pub struct Core {
     /// networks is written the same way.
     pub v4: Given,
     pub v6: Given,
+    /// Ask Docker for every endpoint's MAC (RequiresMACAddress).
+    pub requires_mac: bool,
     /// The pool-tree file loaded at start (F7), if any.
     pub pools: Option<PathBuf>,
 }
@@ -246,6 +248,8 @@ fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
         .filter(|n| *n >= 4096)
         .ok_or_else(|| format!("{compact} is not a number of bytes >= 4096"));
     let compact_bytes = keep(refused, &compact, bytes);
+    let mac = src.get("REQUIRE_MAC");
+    let requires_mac = keep(refused, &mac, boolean(&mac));
     Some(Core {
         settings: Settings {
             v4: v4?,
@@ -255,6 +259,7 @@ fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
         },
         state_dir: state_dir?,
         compact_bytes: compact_bytes?,
+        requires_mac: requires_mac?,
         v4: v4g,
         v6: v6g,
         pools: Some(src.get("POOLS").text)

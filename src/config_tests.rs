@@ -337,3 +337,12 @@ fn metrics_address_is_off_by_default_and_port_only_means_loopback() {
         "{m}"
     );
 }
+
+#[test]
+fn require_mac_is_on_by_default_and_a_bad_value_is_refused() {
+    assert!(core(&[], &[]).requires_mac);
+    assert!(!core(&[], &[("REQUIRE_MAC", "false")]).requires_mac);
+    assert!(!core(&["--require-mac", "false"], &[]).requires_mac);
+    let m = invalid(&[], &[("REQUIRE_MAC", "maybe")]);
+    assert!(m.starts_with("REQUIRE_MAC=maybe"), "{m}");
+}

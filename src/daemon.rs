@@ -233,7 +233,7 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
         join(ipam.mains(Family::V6))
     );
     Ok(Started {
-        svc: Arc::new(Service::new(ipam, store.clone())),
+        svc: Arc::new(Service::new(ipam, store.clone()).requiring_mac(core.requires_mac)),
         store,
         summary,
     })

@@ -48,6 +48,7 @@ pub struct Service {
     live: Mutex<Live>,
     store: Arc<dyn Store>,
     metrics: RequestMetrics,
+    requires_mac: bool,
 }
 
 /// One held pool as status and metrics show it.
@@ -97,7 +98,20 @@ impl Service {
             }),
             store,
             metrics: RequestMetrics::default(),
+            requires_mac: true,
         }
+    }
+
+    /// Whether Docker is asked for every endpoint's MAC (REQUIRE_MAC, on
+    /// by default): GetCapabilities says so.
+    pub fn requiring_mac(mut self, requires_mac: bool) -> Service {
+        self.requires_mac = requires_mac;
+        self
+    }
+
+    /// What GetCapabilities answers for RequiresMACAddress.
+    pub fn requires_mac(&self) -> bool {
+        self.requires_mac
     }
 
     /// The pool a foreign PoolID names (the original gipam's, imported).

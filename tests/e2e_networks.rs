@@ -1,8 +1,8 @@
 //! End-to-end scenarios of the managed plugin on the network kinds and
 //! operations where Docker engines differ: IPv6-only networks, macvlan and
-//! ipvlan networks on a veth parent (with `--gateway`, with `--internal`,
-//! dual stack), and `docker network connect` / `disconnect` of a running
-//! container. Each runs on every engine (scripts/test-engines.sh) and
+//! ipvlan networks on a veth parent (with and without `--gateway`, with
+//! `--internal`, dual stack), `docker network connect` / `disconnect` of a
+//! running container, and `docker restart` keeping an address. Each runs on every engine (scripts/test-engines.sh) and
 //! asserts that engine's own behaviour where they differ (see
 //! `docker_env::engine`), never skips.
 //!
@@ -280,19 +280,26 @@ fn n3_ipvlan_networks_with_gateway_and_internal() {
     p.assert_empty();
 }
 
-/// 3b. Containers on an ipvlan network get addresses. Docker refuses:
-///     gipam asks for the endpoint's MAC address (RequiresMACAddress, for
-///     F6), so dockerd generates one for every endpoint, and the ipvlan
-///     driver refuses any endpoint with a MAC ("ipvlan interfaces do not
-///     support custom mac address assignment"), on 20.10 and 28 alike.
+/// 3b. Containers on an ipvlan network get addresses once gipam asks
+///     Docker for no MAC (`REQUIRE_MAC=false`): with RequiresMACAddress
+///     dockerd gives every endpoint a MAC, and the ipvlan driver refuses an
+///     endpoint that has one ("ipvlan interfaces do not support custom mac
+///     address assignment"), on 20.10 and 28 alike — the default plugin
+///     is refused here, the plugin set for ipvlan hosts works.
 #[test]
-#[ignore = "bug: containers cannot join ipvlan networks: gipam's RequiresMACAddress makes dockerd give every endpoint a MAC, which the ipvlan driver refuses"]
-fn n3_ipvlan_containers_get_addresses() {
-    let Some(mut p) = Plugin::start(SUITE, "n3b", &["V4=10.253.0.0/16", "V6=2001:db8:e253::/48"])
-    else {
+fn n3_ipvlan_containers_get_addresses_with_require_mac_false() {
+    let Some(mut p) = Plugin::start(
+        SUITE,
+        "n3b",
+        &[
+            "V4=10.253.0.0/16",
+            "V6=2001:db8:e253::/48",
+            "REQUIRE_MAC=false",
+        ],
+    ) else {
         return;
     };
-    let [pa, _] = p.veth("ic");
+    let [pa, pb] = p.veth("ic");
     let iv = p.network(
         "iv",
         &words(&format!(
@@ -302,6 +309,57 @@ fn n3_ipvlan_containers_get_addresses() {
     let c = p.run("c", &iv, &[]);
     assert_endpoint(&c, &iv, (ip("10.207.3.2"), 24), None);
     assert_gateways(&c, &iv, Some(ip("10.207.3.1")), None);
+    // Without --gateway: the gateway gipam names in RequestPool's Data.
+    let ig = p.network(
+        "ig",
+        &words(&format!("-d ipvlan -o parent={pb} --subnet 10.207.4.0/24")),
+    );
+    assert_eq!(
+        addr_field(config_of(&ipam_config(&ig), false), "Gateway"),
+        ip("10.207.4.1")
+    );
+    let g = p.run("g", &ig, &[]);
+    assert_endpoint(&g, &ig, (ip("10.207.4.2"), 24), None);
+    assert_gateways(&g, &ig, Some(ip("10.207.4.1")), None);
+    p.rm_all();
+    p.assert_empty();
+}
+
+/// 3c. macvlan networks without `--gateway`, dual stack: Docker sends no
+///     gateway request for them (Engine 29 never does for macvlan and
+///     ipvlan), so gipam names the gateway in RequestPool's `Data`: the
+///     network has the first usable address as its gateway on every
+///     engine, gipam holds it, and no container gets it.
+#[test]
+fn n3_macvlan_without_gateway_gets_the_one_gipam_names() {
+    let Some(mut p) = Plugin::start(SUITE, "n3c", &["V4=10.249.0.0/16", "V6=2001:db8:e249::/48"])
+    else {
+        return;
+    };
+    let [pa, _] = p.veth("mg");
+    let mv = p.network(
+        "mv",
+        &words(&format!(
+            "-d macvlan -o parent={pa} --subnet 10.209.1.0/24 --ipv6 --subnet 2001:db8:e269:1::/64"
+        )),
+    );
+    let cfg = ipam_config(&mv);
+    let (gw4, gw6) = (ip("10.209.1.1"), ip("2001:db8:e269:1::1"));
+    assert_eq!(
+        addr_field(config_of(&cfg, false), "Gateway"),
+        gw4,
+        "{cfg:?}"
+    );
+    assert_eq!(addr_field(config_of(&cfg, true), "Gateway"), gw6, "{cfg:?}");
+    let a = p.run("a", &mv, &[]);
+    assert_endpoint(
+        &a,
+        &mv,
+        (ip("10.209.1.2"), 24),
+        Some((ip("2001:db8:e269:1::2"), 64)),
+    );
+    assert_gateways(&a, &mv, Some(gw4), Some(gw6));
+    assert_eq!(p.gateways(), set(&[gw4, gw6]));
     p.rm_all();
     p.assert_empty();
 }
@@ -379,6 +437,30 @@ fn n4_connect_and_disconnect_a_running_container() {
     want.insert(IpNet::new(again, 24).expect("/24"));
     assert_eq!(inside(&x), want);
 
+    p.rm_all();
+    p.assert_empty();
+}
+
+/// 5. `docker restart` of one container keeps its address (F5: the lowest
+///    free address, as Docker's own IPAM does), with other containers
+///    started and removed in between, on both families.
+#[test]
+fn n5_docker_restart_keeps_the_address() {
+    let Some(mut p) = Plugin::start(SUITE, "n5", &["V4=10.248.0.0/16", "V6=2001:db8:e248::/48"])
+    else {
+        return;
+    };
+    let n = p.network("r", &["--ipv6"]);
+    let a = p.run("a", &n, &[]);
+    let b = p.run("b", &n, &[]);
+    let (a0, b0) = (endpoint_addrs(&a, &n), endpoint_addrs(&b, &n));
+    assert_eq!(a0, (ip("10.248.0.2"), Some(ip("2001:db8:e248::2"))));
+    for round in 0..3 {
+        docker_ok(&["restart", "-t", "0", &a]);
+        assert_eq!(endpoint_addrs(&a, &n), a0, "round {round}: a after restart");
+        docker_ok(&["restart", "-t", "0", &b]);
+        assert_eq!(endpoint_addrs(&b, &n), b0, "round {round}: b after restart");
+    }
     p.rm_all();
     p.assert_empty();
 }

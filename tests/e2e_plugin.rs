@@ -345,7 +345,16 @@ fn s4_block_size_option_and_refusals() {
         err.contains("pool 2001:db8:e214::/64 overlaps pool LocalDefault/2001:db8:e214::/80"),
         "{err}"
     );
-    assert_eq!(p.status(), before, "refusals change nothing");
+    // The pools and leases; not the store's figures (Docker takes the IPv4
+    // pool of `overlap6` and gives it back when the IPv6 one is refused,
+    // which the journal records).
+    let held = |mut v: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("Store");
+        }
+        v
+    };
+    assert_eq!(held(p.status()), held(before), "refusals change nothing");
 
     p.rm_all();
     p.assert_empty();

@@ -40,6 +40,9 @@ use serde_json::json;
 
 const SUITE: &str = "e2e_sticky";
 
+/// The scenarios share dockerd; the one that restarts it runs alone.
+static DAEMON: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Engine 29 (API 1.52) is the first to send the endpoint name.
 fn sends_names() -> bool {
     server_api_version() >= (1, 52)
@@ -79,6 +82,7 @@ fn mac_of(container: &str, net: &str) -> String {
 
 #[test]
 fn s1_a_container_recreated_with_its_mac_gets_its_addresses_back() {
+    let _shared = DAEMON.read().unwrap_or_else(|e| e.into_inner());
     let Some(mut p) = Plugin::start(SUITE, "s1", &["V4=10.251.0.0/16", "V6=2001:db8:e251::/48"])
     else {
         return;
@@ -109,6 +113,7 @@ fn s1_a_container_recreated_with_its_mac_gets_its_addresses_back() {
 
 #[test]
 fn s2_sticky_mac_holds_a_pinned_macs_address_back_from_others() {
+    let _shared = DAEMON.read().unwrap_or_else(|e| e.into_inner());
     let Some(mut p) = Plugin::start(SUITE, "s2", &["V4=10.252.0.0/16", "V6=2001:db8:e252::/48"])
     else {
         return;
@@ -136,6 +141,7 @@ fn s2_sticky_mac_holds_a_pinned_macs_address_back_from_others() {
 
 #[test]
 fn s3_recreated_by_name_follows_on_engine_29_only() {
+    let _shared = DAEMON.read().unwrap_or_else(|e| e.into_inner());
     // `docker rm -f web && docker run --name web`, another container
     // started in between. 29 sends the name: web gets its address back and
     // the other skips it. 20.10 and 28.5 send a fresh random MAC and no
@@ -169,6 +175,7 @@ fn s3_recreated_by_name_follows_on_engine_29_only() {
 
 #[test]
 fn s4_compose_down_and_up_with_mac_address_gives_the_same_addresses() {
+    let _shared = DAEMON.read().unwrap_or_else(|e| e.into_inner());
     // compose removes the network at `down` too: gipam keeps what the
     // pool remembered and gives it back when `up` creates the same pool.
     let Some(mut p) = Plugin::start(SUITE, "s4", &["V4=10.254.0.0/16", "V6=2001:db8:e254::/48"])
@@ -322,6 +329,8 @@ fn running(container: &str) -> bool {
 
 #[test]
 fn s5_dockerd_restart_gives_pinned_and_named_containers_their_own_addresses() {
+    // dockerd goes away under every other scenario of this binary: alone.
+    let _alone = DAEMON.write().unwrap_or_else(|e| e.into_inner());
     // At stop dockerd releases every endpoint; at start it asks again, in
     // its own order. A pinned MAC (any engine) or the name (29) is followed
     // exactly; random MACs without names get the same set back (F5's
@@ -336,22 +345,33 @@ fn s5_dockerd_restart_gives_pinned_and_named_containers_their_own_addresses() {
     else {
         return;
     };
+    // Pinned MACs on a `sticky=mac` network (a MAC-only memory is held back
+    // there, so a container that dockerd happens to start first cannot take
+    // it); random MACs on a default one (their memories would never be
+    // claimed, so holding them back would only push others aside).
     let net = p.network("n", &["--ipv6"]);
+    let net_m = p.network("m", &["--ipv6", "--ipam-opt", "sticky=mac"]);
     let policy = ["--restart", "always", "--stop-timeout", "1"];
     let mut pinned = Vec::new();
     let mut random = Vec::new();
     for i in 1..=3 {
         random.push(p.run(&format!("r{i}"), &net, &policy));
         let mac = format!("02:42:0a:ff:00:0{i}");
-        pinned.push(run_with_mac(&mut p, &format!("m{i}"), &net, &mac, &policy));
+        pinned.push(run_with_mac(
+            &mut p,
+            &format!("m{i}"),
+            &net_m,
+            &mac,
+            &policy,
+        ));
     }
-    let addrs = |names: &[String]| -> BTreeMap<String, (IpAddr, Option<IpAddr>)> {
+    let addrs = |names: &[String], net: &str| -> BTreeMap<String, (IpAddr, Option<IpAddr>)> {
         names
             .iter()
-            .map(|c| (c.clone(), endpoint_addrs(c, &net)))
+            .map(|c| (c.clone(), endpoint_addrs(c, net)))
             .collect()
     };
-    let (pinned_before, random_before) = (addrs(&pinned), addrs(&random));
+    let (pinned_before, random_before) = (addrs(&pinned, &net_m), addrs(&random, &net));
     let t0 = Instant::now();
     restart_dockerd();
     p.wait_ready(Duration::from_secs(60))
@@ -365,8 +385,12 @@ fn s5_dockerd_restart_gives_pinned_and_named_containers_their_own_addresses() {
         "s5: all back {:.1} s after the restart began",
         t0.elapsed().as_secs_f64()
     );
-    assert_eq!(addrs(&pinned), pinned_before, "pinned MACs follow exactly");
-    let random_after = addrs(&random);
+    assert_eq!(
+        addrs(&pinned, &net_m),
+        pinned_before,
+        "pinned MACs follow exactly"
+    );
+    let random_after = addrs(&random, &net);
     if sends_names() {
         assert_eq!(random_after, random_before, "Engine 29: names follow");
     } else {

@@ -85,6 +85,17 @@ fn handshake_calls_take_an_empty_body_without_content_type() {
     );
 }
 
+/// REQUIRE_MAC=false (hosts with ipvlan networks, whose driver refuses an
+/// endpoint that has a MAC) tells Docker not to give endpoints one.
+#[test]
+fn require_mac_false_asks_docker_for_no_mac() {
+    let d = Daemon::start(&["--require-mac", "false"]);
+    assert_eq!(
+        ok(&mut d.client(), "IpamDriver.GetCapabilities", Value::Null),
+        json!({"RequiresMACAddress":false,"RequiresRequestReplay":false})
+    );
+}
+
 /// Protocol doc §2.7, step by step.
 #[test]
 fn worked_example_of_the_protocol_doc() {

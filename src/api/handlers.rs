@@ -98,9 +98,12 @@ pub fn activate() -> ActivateResponse {
     }
 }
 
-pub fn capabilities() -> CapabilitiesResponse {
+/// `requires_mac`: REQUIRE_MAC (the MAC lets an address follow a pinned
+/// MAC on engines before 29, F6; the ipvlan driver refuses endpoints that
+/// have one, so hosts with ipvlan networks turn it off).
+pub fn capabilities(requires_mac: bool) -> CapabilitiesResponse {
     CapabilitiesResponse {
-        requires_mac_address: true,
+        requires_mac_address: requires_mac,
         // We persist every allocation, so replay would only turn genuine
         // conflicts into silent successes (protocol doc §4.2).
         requires_request_replay: false,

@@ -154,7 +154,14 @@ async fn dispatch(
     }
     let svc = match (path, mode) {
         ("/Plugin.Activate", _) => return json(handlers::activate()),
-        ("/IpamDriver.GetCapabilities", _) => return json(handlers::capabilities()),
+        ("/IpamDriver.GetCapabilities", _) => {
+            // A refusing gipam answers the default: it makes no endpoint.
+            let mac = match mode {
+                Mode::Serving(svc) => svc.requires_mac(),
+                Mode::Refusing(_) => true,
+            };
+            return json(handlers::capabilities(mac));
+        }
         ("/IpamDriver.GetDefaultAddressSpaces", _) => return json(handlers::address_spaces()),
         (_, Mode::Refusing(reason)) => return Err(Error::Refused(reason.clone())),
         (_, Mode::Serving(svc)) => svc,

@@ -115,6 +115,13 @@ pub(super) const SETTINGS: &[Setting] = &[
         help: "serve Prometheus /metrics on TCP host:port (:port means loopback); empty: off. Read-only, but it shows pool names and use",
     },
     Setting {
+        env: "REQUIRE_MAC",
+        aliases: &[],
+        flag: "require-mac",
+        default: "true",
+        help: "ask Docker for every endpoint's MAC address (RequiresMACAddress), so an address can follow a pinned MAC on engines before 29; false on hosts with ipvlan networks, whose driver then refuses every endpoint",
+    },
+    Setting {
         env: "LOG",
         aliases: &[],
         flag: "log",
