@@ -168,9 +168,12 @@ impl Store for LocalStore {
                 return (ticket, Box::pin(async move { Err(err) }));
             }
             q.pending.push(Item::Change(ticket.seq, change, tx));
-            ticket
+            (ticket, q.sleeping)
         };
-        self.shared.wake.notify_one();
+        let (ticket, sleeping) = ticket;
+        if sleeping {
+            self.shared.wake.notify_one();
+        }
         (ticket, wait(rx))
     }
 
@@ -179,7 +182,7 @@ impl Store for LocalStore {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        {
+        let sleeping = {
             let mut q = lock(&self.shared.queue);
             let err = match refusal(&q) {
                 None if upto.epoch != self.shared.epoch.load(Ordering::Acquire) => Some(
@@ -191,8 +194,11 @@ impl Store for LocalStore {
                 return Box::pin(async move { Err(err) });
             }
             q.pending.push(Item::Barrier(tx));
+            q.sleeping
+        };
+        if sleeping {
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
         wait(rx)
     }
 

@@ -55,6 +55,10 @@ pub struct Queue {
     /// Why the last write failed, until the service resumes the store.
     pub failed: Option<String>,
     pub closing: bool,
+    /// The writer waits on `wake`: only then does a commit notify it (a
+    /// notification is a futex syscall, and a busy writer takes everything
+    /// queued when it comes back anyway).
+    pub sleeping: bool,
 }
 
 /// What the store and its threads share.
@@ -162,12 +166,14 @@ impl Writer {
                         // acknowledged. Not at once, so that a client
                         // sending one request after another does not wait
                         // for a second fsync each time.
+                        q.sleeping = true;
                         let (g, idle) = self
                             .shared
                             .wake
                             .wait_timeout(q, ACK_IDLE)
                             .unwrap_or_else(|p| p.into_inner());
                         q = g;
+                        q.sleeping = false;
                         if idle.timed_out() && q.pending.is_empty() && !q.closing {
                             drop(q);
                             self.write_ack();
@@ -175,7 +181,9 @@ impl Writer {
                         }
                         continue;
                     }
+                    q.sleeping = true;
                     q = self.shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q.sleeping = false;
                 }
                 if q.pending.is_empty() {
                     drop(q);

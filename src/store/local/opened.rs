@@ -51,6 +51,7 @@ impl Opened {
                 next_seq: loaded.seq + 1,
                 failed: None,
                 closing: false,
+                sleeping: false,
             }),
             wake: Condvar::new(),
             epoch: AtomicU64::new(0),
