@@ -38,6 +38,7 @@ mod options;
 mod pool;
 mod poolid;
 mod retired;
+mod snapshot;
 mod state;
 mod sticky;
 mod sticky_pool;
@@ -59,7 +60,8 @@ pub use net::{
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
-pub use state::{Frozen, Snapshot, SnapshotMains, State, Undo};
+pub use snapshot::{Frozen, Snapshot, SnapshotMains};
+pub use state::{State, Undo};
 pub use sticky::Sticky;
 pub use stranded::{Stranded, Strands};
 pub use tree::{Identity, Reservation, ReservationSpec, Tree, TreePool, TreePoolSpec, TreeSpec};

@@ -14,18 +14,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv6Net};
-use serde::{Deserialize, Serialize};
-
 use super::pool::{AddUndo, ReleaseUndo};
 use super::retired::{FrozenMemory, Retired, records};
+use super::snapshot::{Frozen, FrozenPool, Snapshot};
 use super::sticky::{Memory, Remembered};
-use super::{
-    Change, Error, Family, Lease, Leases, Mac, Pool, PoolId, Reuse, Sticky, Tree, TreeSpec,
-    net_bounds, to_addr, to_u128,
-};
-
-pub use super::retired::{SnapshotRemembered, SnapshotRetired};
+use super::{Change, Error, Family, Lease, Pool, PoolId, Tree, net_bounds, to_u128};
+use ipnet::{IpNet, Ipv6Net};
 
 /// Held pools and what they hold.
 #[derive(Debug, Clone, Default)]
@@ -422,155 +416,4 @@ pub enum Undo {
     AddAddress((Family, u128), u128, AddUndo),
     ReleaseAddress((Family, u128), u128, Option<ReleaseUndo>),
     Alias(String, Option<PoolId>),
-}
-
-/// A copy of the state taken for a snapshot (see [`State::freeze`]).
-#[derive(Debug, Clone)]
-pub struct Frozen {
-    ula: Option<Ipv6Net>,
-    mains: Option<(Vec<IpNet>, Vec<IpNet>)>,
-    tree: TreeSpec,
-    aliases: BTreeMap<String, PoolId>,
-    pools: Vec<FrozenPool>,
-    retired: Vec<(PoolId, FrozenMemory)>,
-}
-
-#[derive(Debug, Clone)]
-struct FrozenPool {
-    id: PoolId,
-    auto: bool,
-    serial: bool,
-    reuse: Reuse,
-    tree_pool: Option<String>,
-    owner: Option<String>,
-    data_gateway: Option<IpAddr>,
-    cursor: Option<IpAddr>,
-    cooling: Vec<IpAddr>,
-    leases: Leases,
-    memory: FrozenMemory,
-}
-
-impl Frozen {
-    /// The JSON form of the copy.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            ula: self.ula,
-            mains: self.mains.clone().map(|(v4, v6)| SnapshotMains { v4, v6 }),
-            tree: (!self.tree.pools.is_empty()).then(|| self.tree.clone()),
-            aliases: self.aliases.clone(),
-            pools: self
-                .pools
-                .iter()
-                .map(|p| {
-                    let f = Family::of_net(&p.id.subnet);
-                    SnapshotPool {
-                        id: p.id.clone(),
-                        auto: p.auto,
-                        serial: p.serial,
-                        reuse: p.reuse,
-                        tree_pool: p.tree_pool.clone(),
-                        owner: p.owner.clone(),
-                        data_gateway: p.data_gateway,
-                        cursor: p.cursor,
-                        leases: p
-                            .leases
-                            .iter()
-                            .map(|(x, l)| SnapshotLease {
-                                address: to_addr(f, x),
-                                gateway: l.gateway,
-                                mac: l.mac,
-                                name: l.name.as_deref().map(String::from),
-                            })
-                            .collect(),
-                        cooling: p.cooling.clone(),
-                        sticky: p.memory.sticky,
-                        releases: p.memory.releases,
-                        remembered: p.memory.snapshot(f),
-                    }
-                })
-                .collect(),
-            retired: self.retired.iter().map(|(id, m)| m.retired(id)).collect(),
-        }
-    }
-}
-
-/// The state as people read it in `snapshot.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Snapshot {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ula: Option<Ipv6Net>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mains: Option<SnapshotMains>,
-    /// The pool tree, in the pool file's own form.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tree: Option<TreeSpec>,
-    #[serde(default)]
-    pub pools: Vec<SnapshotPool>,
-    /// Foreign PoolIDs (`gipam import`) and the pools they name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub aliases: BTreeMap<String, PoolId>,
-    /// What released pools remembered (F6).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retired: Vec<SnapshotRetired>,
-}
-
-/// The main pools gipam last started with.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SnapshotMains {
-    pub v4: Vec<IpNet>,
-    pub v6: Vec<IpNet>,
-}
-
-/// One pool in a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotPool {
-    pub id: PoolId,
-    #[serde(default)]
-    pub auto: bool,
-    #[serde(default)]
-    pub serial: bool,
-    /// `reuse=`; left out when it is the default.
-    #[serde(default, skip_serializing_if = "Reuse::is_default")]
-    pub reuse: Reuse,
-    /// The tree pool its block was drawn from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tree_pool: Option<String>,
-    /// The owner given with `--ipam-opt id=`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// The gateway reserved with the pool and not yet claimed or replaced
-    /// by a gateway request (it is also among the leases).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_gateway: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<IpAddr>,
-    #[serde(default)]
-    pub leases: Vec<SnapshotLease>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cooling: Vec<IpAddr>,
-    /// `sticky=`; left out when it is the default.
-    #[serde(default, skip_serializing_if = "Sticky::is_default")]
-    pub sticky: Sticky,
-    /// The pool's logical clock: how many releases it has remembered.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub releases: u64,
-    /// The addresses remembered for containers that left (F6).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remembered: Vec<SnapshotRemembered>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// One lease in a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotLease {
-    pub address: IpAddr,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub gateway: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<Mac>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
 }
