@@ -74,21 +74,6 @@ fn bare(cidr: &Value) -> String {
         .to_string()
 }
 
-/// Fills the file system holding `dir` until a write fails; returns the
-/// filler's path.
-fn fill(dir: &Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("filler");
-    let block = vec![0x55u8; 4096];
-    while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
-    for _ in 0..64 {
-        let _ = f.write_all(&block[..64]);
-    }
-    let _ = f.sync_data();
-    path
-}
-
 #[test]
 fn a_full_disk_fails_the_change_keeps_nothing_and_recovers_without_restart() {
     // 1 MiB of tmpfs, most of it taken before gipam starts: gipam must
@@ -109,7 +94,7 @@ fn a_full_disk_fails_the_change_keeps_nothing_and_recovers_without_restart() {
         acked.insert(format!("{pool} {}", bare(&v["Address"])));
     }
 
-    let filler = fill(m.path());
+    let filler = common::fill(m.path());
     // The journal's last page may still have room for a few lines; the
     // first change that needs a new page fails, naming the cause, and
     // nothing of it stays.

@@ -207,20 +207,6 @@ fn a_pools_file_that_would_strand_a_network_is_refused_at_start() {
     assert_eq!(shown["Pools"].as_array().map(Vec::len), Some(14));
 }
 
-/// Fills the file system holding `dir` until a write fails.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("filler");
-    let block = vec![0x55u8; 4096];
-    while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
-    for _ in 0..64 {
-        let _ = f.write_all(&block[..64]);
-    }
-    let _ = f.sync_data();
-    path
-}
-
 #[test]
 fn a_tree_change_the_disk_refuses_is_taken_back_and_works_once_there_is_room() {
     // Needs root (mount), as the fault suite does.
@@ -230,7 +216,7 @@ fn a_tree_change_the_disk_refuses_is_taken_back_and_works_once_there_is_room() {
     let mut d = Daemon::start_with_state(m.path().join("state"), &[]);
     let mut c = d.client();
     assert_eq!(apply(&mut c, SEED).0, 200);
-    let filler = fill(m.path());
+    let filler = common::fill(m.path());
     let mut failed = None;
     for i in 0..200 {
         let file = if i % 2 == 0 { NATIVE } else { SEED };

@@ -325,3 +325,18 @@ impl Drop for Mount {
             .status();
     }
 }
+
+/// Fills the file system holding `dir` until a write fails; returns the
+/// filler's path.
+pub fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0x55u8; 4096];
+    while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
+    for _ in 0..64 {
+        let _ = f.write_all(&block[..64]);
+    }
+    let _ = f.sync_data();
+    path
+}
