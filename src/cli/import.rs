@@ -124,7 +124,7 @@ fn plan(file: &LeaseFile) -> Result<Plan, String> {
             ));
         }
         let id = PoolId {
-            space: LOCAL_SPACE.to_string(),
+            space: LOCAL_SPACE,
             subnet,
             range: None,
         };

@@ -313,7 +313,7 @@ impl Ipam {
             .flatten()
             .map(|x| to_addr(req.family, x));
         let id = PoolId {
-            space: req.space.to_string(),
+            space: req.space,
             subnet,
             range: req.range,
         };

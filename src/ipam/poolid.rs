@@ -21,8 +21,9 @@ pub const GLOBAL_SPACE: &str = "GlobalDefault";
 /// Identifies one held pool.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PoolId {
-    /// `LocalDefault` or `GlobalDefault`.
-    pub space: String,
+    /// `LocalDefault` or `GlobalDefault` (one of two constants, so a
+    /// PoolId costs no allocation to parse or clone on the request path).
+    pub space: &'static str,
     /// The master subnet (canonical network address).
     pub subnet: IpNet,
     /// The `--ip-range` dynamic addresses come from, if one was given.
@@ -61,7 +62,14 @@ impl FromStr for PoolId {
             return Err(bad());
         }
         let space = PoolId::space(space).map_err(|_| bad())?;
-        let parts: Vec<&str> = rest.split('/').collect();
+        let mut parts = rest.split('/');
+        let parts = [
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ];
         let canonical = |a: &str, len: &str| -> Result<IpNet, Error> {
             let addr = parse_addr(a).map_err(|_| bad())?;
             let len = parse_prefix_len(len, Family::of(addr)).map_err(|_| bad())?;
@@ -71,13 +79,15 @@ impl FromStr for PoolId {
             }
             Ok(net)
         };
-        let (subnet, range) = match parts.as_slice() {
-            [a, l] => (canonical(a, l)?, None),
-            [a, l, ra, rl] => (canonical(a, l)?, Some(canonical(ra, rl)?)),
+        let (subnet, range) = match parts {
+            [Some(a), Some(l), None, None, None] => (canonical(a, l)?, None),
+            [Some(a), Some(l), Some(ra), Some(rl), None] => {
+                (canonical(a, l)?, Some(canonical(ra, rl)?))
+            }
             _ => return Err(bad()),
         };
         Ok(PoolId {
-            space: space.to_string(),
+            space,
             subnet,
             range,
         })

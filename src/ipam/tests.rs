@@ -88,7 +88,7 @@ fn explicit(ipam: &mut Ipam, id: &str) -> PoolId {
     let (subnet, range) = (id.subnet.to_string(), id.range.map(|r| r.to_string()));
     let v6 = matches!(id.subnet, IpNet::V6(_));
     let range = range.unwrap_or_default();
-    request_pool(ipam, &id.space, &subnet, &range, v6, "").expect("explicit pool")
+    request_pool(ipam, id.space, &subnet, &range, v6, "").expect("explicit pool")
 }
 
 /// `n` automatic pools in a row: their subnets, or the error.
