@@ -77,7 +77,12 @@ impl Dockerd {
             "pid {pid} of {} is not dockerd: {argv:?}",
             pidfile.display()
         );
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+        // The directory it was started from may be gone since (a removed
+        // checkout): then "/", or starting it again fails with ENOENT.
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .ok()
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| "/".into());
         let env = nul_split(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
             .into_iter()
             .filter_map(|kv| {

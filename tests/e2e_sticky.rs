@@ -276,8 +276,11 @@ fn restart_dockerd() {
             .is_some_and(|a| a.to_string_lossy().ends_with("dockerd")),
         "pid {pid} of {pidfile} is not dockerd: {argv:?}"
     );
-    let cwd: PathBuf =
-        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+    // The directory it was started from may be gone since: then "/".
+    let cwd: PathBuf = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .ok()
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| "/".into());
     let env: Vec<(OsString, OsString)> =
         nul_split(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
             .into_iter()
