@@ -15,6 +15,7 @@
 //! output). LOG, MAX_CONNECTIONS and CLIENT_TIMEOUT then serve with their
 //! defaults.
 
+mod fleet;
 mod table;
 mod values;
 
@@ -27,6 +28,7 @@ use ipnet::IpNet;
 
 use crate::api::server::Limits;
 use crate::ipam::{Family, Settings};
+pub use fleet::{FleetConfig, valid_host_id};
 use table::*;
 use values::*;
 pub use values::{Given, Origin};
@@ -80,6 +82,8 @@ pub struct Core {
     pub requires_mac: bool,
     /// The pool-tree file loaded at start (F7), if any.
     pub pools: Option<PathBuf>,
+    /// Fleet mode (F9), when ETCD_ENDPOINTS is set.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// The settings gipam refuses, each with its one-line reason (which
@@ -250,6 +254,7 @@ fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
     let compact_bytes = keep(refused, &compact, bytes);
     let mac = src.get("REQUIRE_MAC");
     let requires_mac = keep(refused, &mac, boolean(&mac));
+    let fleet = fleet::fleet(src, refused);
     Some(Core {
         settings: Settings {
             v4: v4?,
@@ -265,6 +270,7 @@ fn core(src: &Sources, refused: &mut Vec<(Given, String)>) -> Option<Core> {
         pools: Some(src.get("POOLS").text)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
+        fleet: fleet?,
     })
 }
 

@@ -232,11 +232,60 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
         join(ipam.mains(Family::V4)),
         join(ipam.mains(Family::V6))
     );
+    let mut svc = Service::new(ipam, store.clone()).requiring_mac(core.requires_mac);
+    let mut summary = summary;
+    let fleet = core
+        .fleet
+        .clone()
+        .map(|cfg| Arc::new(crate::fleet::Fleet::new(cfg)));
+    if let Some(fleet) = &fleet {
+        svc = svc.in_fleet(fleet.clone());
+    }
+    let svc = Arc::new(svc);
+    if let Some(fleet) = fleet {
+        let mains = crate::fleet::keys::Mains {
+            v4: core.settings.v4.clone(),
+            v6: core.settings.v6.clone(),
+        };
+        join_fleet(&fleet, &svc, mains).await?;
+        summary.push_str(&format!(
+            "; fleet host {} on etcd {}",
+            fleet.host_id(),
+            fleet.config().endpoints.join(",")
+        ));
+    }
     Ok(Started {
-        svc: Arc::new(Service::new(ipam, store.clone()).requiring_mac(core.requires_mac)),
+        svc,
         store,
         summary,
     })
+}
+
+/// Fleet mode: syncs with etcd once at start (a conflict with another
+/// host refuses the start, naming both), then follows the fleet and keeps
+/// etcd tidy in the background. An etcd that does not answer at start
+/// does not stop it: this host's own networks work, and the sync is
+/// retried until etcd answers.
+async fn join_fleet(
+    fleet: &Arc<crate::fleet::Fleet>,
+    svc: &Arc<Service>,
+    mains: crate::fleet::keys::Mains,
+) -> Result<(), String> {
+    let bound = fleet.config().timeout * 3;
+    match tokio::time::timeout(bound, crate::fleet::start_sync(fleet, svc, mains.clone())).await {
+        Ok(Ok(())) => log::info!("fleet: host {} in sync with etcd", fleet.host_id()),
+        Ok(Err(why)) if why.starts_with("fleet mode:") => return Err(why),
+        Ok(Err(why)) => {
+            log::warn!("fleet: starting without etcd, retrying in the background: {why}")
+        }
+        Err(_) => log::warn!(
+            "fleet: etcd did not answer within {} s; starting without it, retrying in the background",
+            bound.as_secs_f64()
+        ),
+    }
+    tokio::spawn(crate::fleet::follow(fleet.clone(), svc.clone()));
+    tokio::spawn(crate::fleet::tidy_loop(fleet.clone(), svc.clone(), mains));
+    Ok(())
 }
 
 fn cannot_open_store(e: crate::store::StoreError) -> String {

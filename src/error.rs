@@ -27,6 +27,14 @@ pub enum Error {
     /// gipam refused its settings or state at start and answers every
     /// IPAM request with this reason (HTTP 500).
     Refused(std::sync::Arc<str>),
+    /// Fleet mode could not reach etcd, or lost every retry (HTTP 500).
+    Fleet(crate::fleet::FleetError),
+}
+
+impl From<crate::fleet::FleetError> for Error {
+    fn from(e: crate::fleet::FleetError) -> Self {
+        Error::Fleet(e)
+    }
 }
 
 impl From<ipam::Error> for Error {
@@ -66,6 +74,7 @@ impl fmt::Display for Error {
             Error::Ipam(e) => e.fmt(f),
             Error::Store(e) => e.fmt(f),
             Error::Refused(reason) => f.write_str(reason),
+            Error::Fleet(e) => e.fmt(f),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod fleet;
 pub mod ipam;
 pub mod listen;
 pub mod metrics;

@@ -191,7 +191,9 @@ fn reply(path: &str, result: Result<Response, Error>) -> Response {
         Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-        Error::Ipam(_) | Error::Store(_) | Error::Refused(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Ipam(_) | Error::Store(_) | Error::Refused(_) | Error::Fleet(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
     // The path is the client's text too: shown as is only when it is short
     // and plain.

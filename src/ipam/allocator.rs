@@ -54,7 +54,7 @@ use ipnet::IpNet;
 
 use super::stranded::{Stranded, Strands};
 use super::{
-    Change, Error, Family, HostRoute, Mac, PoolId, PoolOptions, State, Undo, first_usable,
+    Change, Error, Family, Foreign, HostRoute, Mac, PoolId, PoolOptions, State, Undo, first_usable,
     net_bounds, parse_net, to_addr,
 };
 
@@ -193,13 +193,19 @@ pub struct AddressRequest {
 pub struct Ipam {
     settings: Settings,
     state: State,
+    /// What the rest of the fleet holds (F9; empty in local mode).
+    foreign: Foreign,
 }
 
 impl Ipam {
     /// An allocator over `state`. Refuses settings that leave a held
     /// automatic block outside every main pool of its family.
     pub fn new(settings: Settings, state: State) -> Result<Ipam, Strands> {
-        let ipam = Ipam { settings, state };
+        let ipam = Ipam {
+            settings,
+            state,
+            foreign: Foreign::default(),
+        };
         let mut strands = Vec::new();
         for family in [Family::V4, Family::V6] {
             let mains = ipam.mains(family);
@@ -243,6 +249,42 @@ impl Ipam {
         &self.state
     }
 
+    /// What the rest of the fleet holds, as far as this host knows.
+    pub fn foreign(&self) -> &Foreign {
+        &self.foreign
+    }
+
+    /// Kept current by the fleet module from etcd.
+    pub fn foreign_mut(&mut self) -> &mut Foreign {
+        &mut self.foreign
+    }
+
+    /// The end of whatever holds part of `net`: a pool of this host, or a
+    /// block claimed in the fleet.
+    pub(super) fn taken_end(&self, net: &IpNet) -> Option<u128> {
+        let local = self.state.overlapping(net).map(|(_, end)| end);
+        let fleet = self.foreign.overlapping(net).map(|(_, _, end)| end);
+        local.max(fleet)
+    }
+
+    /// Refuses a subnet that overlaps a held pool or a fleet block.
+    fn check_free(&self, net: &IpNet) -> Result<(), Error> {
+        if let Some((held, _)) = self.state.overlapping(net) {
+            return Err(Error::Overlap {
+                requested: *net,
+                held: held.clone(),
+            });
+        }
+        if let Some((held, holder, _)) = self.foreign.overlapping(net) {
+            return Err(Error::FleetOverlap {
+                requested: *net,
+                held,
+                holder: holder.map(String::from),
+            });
+        }
+        Ok(())
+    }
+
     /// Applies a planned change; returns its undo.
     pub fn apply(&mut self, change: &Change) -> Result<Undo, Error> {
         self.state.apply(change)
@@ -269,12 +311,7 @@ impl Ipam {
         let draw = self.draw(req)?;
         let (subnet, auto, tree_pool) = match (&req.spec, &draw) {
             (PoolSpec::Subnet(net), _) => {
-                if let Some((held, _)) = self.state.overlapping(net) {
-                    return Err(Error::Overlap {
-                        requested: *net,
-                        held: held.clone(),
-                    });
-                }
+                self.check_free(net)?;
                 let from = match &draw {
                     Some(cands) => Some(self.tree_subnet(net, cands)?),
                     None => None,
@@ -319,7 +356,8 @@ impl Ipam {
         };
         let (serial, reuse, sticky) = (req.options.serial, req.options.reuse, req.options.sticky);
         let owner = req.options.owner.clone();
-        if tree_pool.is_none() && owner.is_none() {
+        let shared = req.options.shared.clone();
+        if tree_pool.is_none() && owner.is_none() && shared.is_none() {
             return Ok(Change::AddPool {
                 id,
                 auto,
@@ -338,6 +376,59 @@ impl Ipam {
             data_gateway,
             tree_pool,
             owner,
+            shared,
+        })
+    }
+
+    /// Plans a RequestPool for `shared=NAME` (F9). `existing` is NAME's
+    /// subnet and gateway when the fleet already has it: this host then
+    /// takes the same subnet (a block the fleet already holds for NAME,
+    /// so only this host's own pools are checked). Otherwise the block is
+    /// chosen as for any pool.
+    pub fn plan_shared_pool(
+        &self,
+        req: &PoolRequest,
+        name: &str,
+        existing: Option<(IpNet, Option<IpAddr>)>,
+    ) -> Result<Change, Error> {
+        let Some((subnet, gateway)) = existing else {
+            return self.plan_pool(req);
+        };
+        if let PoolSpec::Subnet(net) = &req.spec
+            && *net != subnet
+        {
+            return Err(Error::SharedConflict {
+                name: name.to_string(),
+                requested: *net,
+                existing: subnet,
+            });
+        }
+        if Family::of_net(&subnet) != req.family {
+            return Err(Error::WrongFamily {
+                what: format!("shared network {name:?} ({subnet})"),
+                want: req.family,
+            });
+        }
+        if let Some((held, _)) = self.state.overlapping(&subnet) {
+            return Err(Error::Overlap {
+                requested: subnet,
+                held: held.clone(),
+            });
+        }
+        Ok(Change::AddPoolFrom {
+            id: PoolId {
+                space: req.space,
+                subnet,
+                range: req.range,
+            },
+            auto: false,
+            serial: req.options.serial,
+            reuse: req.options.reuse,
+            sticky: req.options.sticky,
+            data_gateway: gateway,
+            tree_pool: None,
+            owner: req.options.owner.clone(),
+            shared: Some(name.to_string()),
         })
     }
 
@@ -355,7 +446,24 @@ impl Ipam {
             .pool(&req.pool)
             .ok_or_else(|| Error::UnknownPool(req.pool.clone()))?;
         let family = Family::of_net(&req.pool.subnet);
-        let reserved = self.state.tree().reserved(family);
+        let tree_reserved = self.state.tree().reserved(family);
+        // In a shared pool (F9) the addresses other hosts lease are as
+        // good as reserved.
+        let merged;
+        let fleet = pool
+            .shared
+            .as_ref()
+            .and_then(|_| self.foreign.taken_addrs(&req.pool.subnet));
+        let reserved = match fleet {
+            Some(mut m) => {
+                for x in tree_reserved.iter() {
+                    m.insert(x);
+                }
+                merged = m;
+                &merged
+            }
+            None => tree_reserved,
+        };
         // F7's reservations first; then the address the pool remembers for
         // whoever asks (F6), unless it is reserved for someone else; then
         // the pool's own rule.

@@ -73,8 +73,8 @@ impl Ipam {
                     .filter(|a| a.contains(&net) || net.contains(*a))
                     .map(|a| net_bounds(a).1.max(net_bounds(&net).1))
                     .max();
-                let end = match self.state().overlapping(&net) {
-                    Some((_, held_end)) => held_end,
+                let end = match self.taken_end(&net) {
+                    Some(held_end) => held_end,
                     None => match set_apart.or_else(|| collision_end(&near, &net)) {
                         Some(end) => end,
                         None => return Some(net),

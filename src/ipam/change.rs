@@ -60,6 +60,10 @@ pub enum Change {
         /// The owner given with `--ipam-opt id=`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner: Option<String>,
+        /// The fleet-wide network this pool is this host's hold on (F9):
+        /// its addresses are claimed in etcd before they are leased.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<String>,
     },
     /// The pool tree was replaced whole (F7).
     SetTree { tree: TreeSpec },
@@ -140,6 +144,7 @@ struct RawChange {
     tree: Option<TreeSpec>,
     tree_pool: Option<String>,
     owner: Option<String>,
+    shared: Option<String>,
     alias: Option<String>,
 }
 
@@ -173,6 +178,7 @@ impl TryFrom<RawChange> for Change {
                 data_gateway: r.data_gateway,
                 tree_pool: r.tree_pool,
                 owner: r.owner,
+                shared: r.shared,
             },
             "set_tree" => Change::SetTree {
                 tree: r.tree.ok_or_else(|| need("tree"))?,

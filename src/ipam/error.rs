@@ -61,6 +61,19 @@ pub enum Error {
         requested: IpNet,
         held: PoolId,
     },
+    /// The block overlaps one another host of the fleet holds (F9), or one
+    /// this host is claiming in etcd right now (`holder` None).
+    FleetOverlap {
+        requested: IpNet,
+        held: IpNet,
+        holder: Option<String>,
+    },
+    /// `shared=NAME` with an explicit subnet other than NAME's (F9).
+    SharedConflict {
+        name: String,
+        requested: IpNet,
+        existing: IpNet,
+    },
     NoFreeBlock {
         prefix: u8,
         family: Family,
@@ -171,6 +184,30 @@ impl fmt::Display for Error {
             Error::Overlap { requested, held } => write!(
                 f,
                 "pool {requested} overlaps pool {held}, which is in use; choose another subnet or remove the network using it"
+            ),
+            Error::FleetOverlap {
+                requested,
+                held,
+                holder: Some(holder),
+            } => write!(
+                f,
+                "pool {requested} overlaps {held}, which {holder} holds in the fleet; choose another subnet, or release it there (`gipam fleet` lists who holds what)"
+            ),
+            Error::FleetOverlap {
+                requested,
+                held,
+                holder: None,
+            } => write!(
+                f,
+                "pool {requested} overlaps {held}, which this host is claiming in etcd for another request right now; try again in a moment"
+            ),
+            Error::SharedConflict {
+                name,
+                requested,
+                existing,
+            } => write!(
+                f,
+                "shared network {name:?} already has subnet {existing}, not {requested}; create it with --subnet {existing} or without --subnet"
             ),
             Error::NoFreeBlock {
                 prefix,

@@ -31,6 +31,7 @@ mod allocator;
 mod blocks;
 mod change;
 mod error;
+mod foreign;
 mod hostroute;
 mod leases;
 mod net;
@@ -51,6 +52,7 @@ pub use addrset::AddrSet;
 pub use allocator::{AddressRequest, Ipam, PoolRequest, PoolSpec, Settings};
 pub use change::{Change, Mac};
 pub use error::{Error, QUOTE_MAX, Quoted, quote};
+pub use foreign::Foreign;
 pub use hostroute::HostRoute;
 pub use leases::Leases;
 pub use net::{

@@ -25,6 +25,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "reuse",
     "sticky",
     "tags",
+    "shared",
     "scope_filter_tags",
     "pool",
     "id",
@@ -84,6 +85,8 @@ pub struct PoolOptions {
     pub owner: Option<String>,
     /// Which remembered addresses are held back (F6).
     pub sticky: Sticky,
+    /// `shared=NAME`: the fleet-wide network NAME (F9).
+    pub shared: Option<String>,
 }
 
 impl PoolOptions {
@@ -109,6 +112,7 @@ impl PoolOptions {
                 }
                 "pool" => out.pool = Some(word(key, value)?),
                 "id" => out.owner = Some(word(key, value)?),
+                "shared" => out.shared = Some(shared_name(key, value)?),
                 "sticky" => {
                     out.sticky = Sticky::parse(value).ok_or_else(|| Error::BadOption {
                         key: key.clone(),
@@ -177,6 +181,21 @@ fn word(key: &str, value: &str) -> Result<String, Error> {
             key: key.to_string(),
             value: value.to_string(),
             want: "a name of 1 to 128 printable characters".to_string(),
+        });
+    }
+    Ok(w.to_string())
+}
+
+/// A shared network's name (F9): it becomes part of etcd keys, so it is
+/// kept to letters, digits and `._-`.
+fn shared_name(key: &str, value: &str) -> Result<String, Error> {
+    let w = value.trim();
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if w.is_empty() || w.len() > 64 || !w.chars().all(ok) {
+        return Err(Error::BadOption {
+            key: key.to_string(),
+            value: value.to_string(),
+            want: "a name of 1 to 64 letters, digits, '.', '_' or '-'".to_string(),
         });
     }
     Ok(w.to_string())

@@ -100,6 +100,8 @@ pub struct Pool {
     pub tree_pool: Option<Box<str>>,
     /// The owner given with `--ipam-opt id=`, if any.
     pub owner: Option<Box<str>>,
+    /// The fleet-wide network this pool belongs to (`shared=`, F9).
+    pub shared: Option<Box<str>>,
     pub(super) leases: Leases,
     pub(super) used: AddrSet,
     /// F6: the addresses remembered for containers that left.
@@ -129,6 +131,7 @@ impl Pool {
             reuse,
             tree_pool: None,
             owner: None,
+            shared: None,
             leases: Leases::new(),
             used,
             memory: Memory::new(sticky, 0, 0),

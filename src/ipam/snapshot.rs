@@ -34,6 +34,7 @@ pub(super) struct FrozenPool {
     pub(super) reuse: Reuse,
     pub(super) tree_pool: Option<String>,
     pub(super) owner: Option<String>,
+    pub(super) shared: Option<String>,
     pub(super) data_gateway: Option<IpAddr>,
     pub(super) cursor: Option<IpAddr>,
     pub(super) cooling: Vec<IpAddr>,
@@ -61,6 +62,7 @@ impl Frozen {
                         reuse: p.reuse,
                         tree_pool: p.tree_pool.clone(),
                         owner: p.owner.clone(),
+                        shared: p.shared.clone(),
                         data_gateway: p.data_gateway,
                         cursor: p.cursor,
                         leases: p
@@ -129,6 +131,9 @@ pub struct SnapshotPool {
     /// The owner given with `--ipam-opt id=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The fleet-wide network the pool belongs to (F9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
     /// The gateway reserved with the pool and not yet claimed or replaced
     /// by a gateway request (it is also among the leases).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -141,10 +141,12 @@ impl State {
                 data_gateway,
                 tree_pool,
                 owner,
+                shared,
             } => {
                 let mut pool = Pool::new(id.clone(), *auto, *serial, *reuse, *sticky);
                 pool.tree_pool = tree_pool.as_deref().map(Box::from);
                 pool.owner = owner.as_deref().map(Box::from);
+                pool.shared = shared.as_deref().map(Box::from);
                 self.add_pool(pool, *data_gateway)?
             }
             Change::SetTree { tree } => {
@@ -329,6 +331,7 @@ impl State {
                     reuse: p.reuse,
                     tree_pool: p.tree_pool.as_deref().map(String::from),
                     owner: p.owner.as_deref().map(String::from),
+                    shared: p.shared.as_deref().map(String::from),
                     data_gateway: p.data_gateway(),
                     cursor: p.cursor(),
                     cooling: p.cooling().collect(),
@@ -363,6 +366,7 @@ impl State {
                 data_gateway: None,
                 tree_pool: p.tree_pool,
                 owner: p.owner,
+                shared: p.shared,
             })?;
             let pool = st.pool_mut(&p.id)?;
             for l in p.leases {

@@ -59,7 +59,7 @@ pub fn outcome_index<T>(result: &Result<T, Error>) -> usize {
     match result {
         Ok(_) => 0,
         Err(Error::Ipam(_)) => 1,
-        Err(Error::Store(_)) => 3,
+        Err(Error::Store(_)) | Err(Error::Fleet(_)) => 3,
         Err(_) => 2,
     }
 }

@@ -22,9 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
+mod fleet;
+
 use crate::error::Error;
 use crate::ipam::{
-    AddressRequest, Change, Family, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec, Undo,
+    AddressRequest, Change, Family, Foreign, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec,
+    Undo,
 };
 use crate::metrics::RequestMetrics;
 use crate::store::{Durable, Store, StoreError, StoreStats, Ticket};
@@ -49,6 +52,8 @@ pub struct Service {
     store: Arc<dyn Store>,
     metrics: RequestMetrics,
     requires_mac: bool,
+    /// Fleet mode (F9): blocks and shared networks go through etcd.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// One held pool as status and metrics show it.
@@ -99,7 +104,24 @@ impl Service {
             store,
             metrics: RequestMetrics::default(),
             requires_mac: true,
+            fleet: None,
         }
+    }
+
+    /// Serves in fleet mode (F9).
+    pub fn in_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Service {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The fleet this host is in, if any.
+    pub fn fleet(&self) -> Option<&Arc<crate::fleet::Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// Changes what the core knows of the fleet, under the lock.
+    pub fn with_foreign<T>(&self, f: impl FnOnce(&mut Foreign) -> T) -> T {
+        f(self.lock().ipam.foreign_mut())
     }
 
     /// Whether Docker is asked for every endpoint's MAC (REQUIRE_MAC, on
@@ -195,7 +217,7 @@ impl Service {
     /// Plans, applies and commits one change; waits until it is durable.
     async fn change<T>(
         &self,
-        plan: impl Fn(&Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
+        mut plan: impl FnMut(&mut Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
     ) -> Result<T, Error> {
         let mut last_err = None;
         for _ in 0..REPLANS {
@@ -211,7 +233,7 @@ impl Service {
                 // An error may rest on an unwritten change as much as a
                 // no-op answer does (an overlap with a pool still being
                 // added): it waits for the same barrier.
-                let (change, out) = match plan(&live.ipam) {
+                let (change, out) = match plan(&mut live.ipam) {
                     Ok((change, out)) => (change, Ok(out)),
                     Err(e) => (None, Err(e)),
                 };
@@ -264,6 +286,9 @@ impl Service {
     /// RequestPool: returns the pool's id (its subnet is `id.subnet`) and
     /// the gateway reserved with it, which goes into the reply's `Data`.
     pub async fn request_pool(&self, req: &PoolRequest) -> Result<(PoolId, Option<IpAddr>), Error> {
+        if let Some(fleet) = &self.fleet {
+            return self.fleet_request_pool(fleet, req).await;
+        }
         self.change(|ipam| {
             let change = ipam.plan_pool(req)?;
             let (Change::AddPool {
@@ -285,16 +310,27 @@ impl Service {
 
     /// ReleasePool: idempotent; returns whether the pool was held.
     pub async fn release_pool(&self, id: &PoolId) -> Result<bool, Error> {
-        self.change(|ipam| {
-            let c = ipam.plan_release_pool(id);
-            let held = c.is_some();
-            Ok((c, held))
-        })
-        .await
+        let held = self
+            .change(|ipam| {
+                let c = ipam.plan_release_pool(id);
+                let held = c.is_some();
+                Ok((c, held))
+            })
+            .await?;
+        // Its claim in etcd goes once the release is durable here.
+        if let Some(fleet) = &self.fleet {
+            fleet.wake_tidy();
+        }
+        Ok(held)
     }
 
     /// RequestAddress: returns the address with the pool's prefix length.
     pub async fn request_address(&self, req: &AddressRequest) -> Result<IpNet, Error> {
+        if let Some(fleet) = &self.fleet
+            && let Some(name) = self.shared_name(&req.pool)
+        {
+            return self.fleet_request_address(fleet, &name, req).await;
+        }
         let addr = self
             .change(|ipam| {
                 let (c, a) = ipam.plan_address(req)?;
@@ -308,7 +344,13 @@ impl Service {
     /// ReleaseAddress: idempotent.
     pub async fn release_address(&self, id: &PoolId, address: IpAddr) -> Result<(), Error> {
         self.change(|ipam| Ok((ipam.plan_release_address(id, address)?, ())))
-            .await
+            .await?;
+        if let Some(fleet) = &self.fleet
+            && self.shared_name(id).is_some()
+        {
+            fleet.wake_tidy();
+        }
+        Ok(())
     }
 
     /// `gipam pools apply`: replaces the pool tree whole, through the same

@@ -1,0 +1,208 @@
+//! The fleet's transactions. Each compares before it writes, so two hosts
+//! racing for one block or address cannot both win: the loser's compare
+//! fails, it learns the revision, catches up and plans again.
+
+use std::net::IpAddr;
+
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use ipnet::IpNet;
+
+use super::keys::{AddrClaim, BlockClaim, SharedNet};
+use super::{Fleet, FleetError};
+use crate::ipam::{Family, net_bounds};
+
+/// How a claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    /// Someone else wrote first; etcd was at this revision.
+    Lost(i64),
+}
+
+/// Supernets longer than this are covered by one range compare instead
+/// of a key each (etcd allows 128 operations per transaction).
+const SUPERNET_KEYS: u8 = 64;
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // These types serialise infallibly (strings, numbers, addresses).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Fleet {
+    /// Compares that hold only while no block overlapping `net` has been
+    /// claimed since `revision` (when this host's view was current).
+    fn block_compares(&self, net: &IpNet, revision: i64) -> Vec<Compare> {
+        let (lo, hi) = self.keys.blocks_starting_in(net);
+        let mut out = vec![Compare::mod_revision(lo, CompareOp::Less, revision + 1).with_range(hi)];
+        let len = net.prefix_len();
+        if len > SUPERNET_KEYS {
+            let family = Family::of_net(net);
+            let (a, b) = self.keys.blocks_up_to(family, net_bounds(net).0);
+            out.push(Compare::mod_revision(a, CompareOp::Less, revision + 1).with_range(b));
+            return out;
+        }
+        for l in 0..len {
+            if let Ok(sup) = IpNet::new(net.addr(), l) {
+                out.push(Compare::version(
+                    self.keys.block(&sup.trunc()),
+                    CompareOp::Equal,
+                    0,
+                ));
+            }
+        }
+        out
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Claim, FleetError> {
+        let resp = self
+            .conn
+            .call(&self.stats, |mut c| async move { c.txn(txn).await })
+            .await?;
+        if resp.succeeded() {
+            return Ok(Claim::Won);
+        }
+        self.stats
+            .conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Claim::Lost(
+            resp.header().map(|h| h.revision()).unwrap_or(0),
+        ))
+    }
+
+    /// Claims `net` for this host.
+    pub(crate) async fn claim_block(&self, net: IpNet, revision: i64) -> Result<Claim, FleetError> {
+        let claim = BlockClaim {
+            host: self.cfg.host_id.clone(),
+            subnet: net,
+            shared: None,
+        };
+        let txn = Txn::new()
+            .when(self.block_compares(&net, revision))
+            .and_then([TxnOp::put(self.keys.block(&net), json(&claim), None)]);
+        self.txn(txn).await
+    }
+
+    /// Creates the shared network `name` on block `net`, held by this host.
+    pub(crate) async fn create_shared(
+        &self,
+        name: &str,
+        net: IpNet,
+        gateway: Option<IpAddr>,
+        revision: i64,
+    ) -> Result<Claim, FleetError> {
+        let claim = BlockClaim {
+            host: self.cfg.host_id.clone(),
+            subnet: net,
+            shared: Some(name.to_string()),
+        };
+        let shared = SharedNet {
+            subnet: net,
+            gateway,
+            holders: vec![self.cfg.host_id.clone()],
+        };
+        let mut when = self.block_compares(&net, revision);
+        when.push(Compare::version(
+            self.keys.shared(name),
+            CompareOp::Equal,
+            0,
+        ));
+        let txn = Txn::new().when(when).and_then([
+            TxnOp::put(self.keys.block(&net), json(&claim), None),
+            TxnOp::put(self.keys.shared(name), json(&shared), None),
+        ]);
+        self.txn(txn).await
+    }
+
+    /// Adds this host to the holders of shared network `name`, as it was
+    /// at `revision`.
+    pub(crate) async fn join_shared(
+        &self,
+        name: &str,
+        mut shared: SharedNet,
+        revision: i64,
+    ) -> Result<Claim, FleetError> {
+        if shared.holders.contains(&self.cfg.host_id) {
+            return Ok(Claim::Won);
+        }
+        shared.holders.push(self.cfg.host_id.clone());
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                self.keys.shared(name),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::put(self.keys.shared(name), json(&shared), None)]);
+        self.txn(txn).await
+    }
+
+    /// Takes this host off the holders of `name`; the last holder deletes
+    /// the network, its block and every address still claimed in it.
+    pub(super) async fn leave_shared(
+        &self,
+        name: &str,
+        mut shared: SharedNet,
+        revision: i64,
+    ) -> Result<Claim, FleetError> {
+        shared.holders.retain(|h| h != &self.cfg.host_id);
+        let key = self.keys.shared(name);
+        let when = [Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            revision,
+        )];
+        let ops = if shared.holders.is_empty() {
+            vec![
+                TxnOp::delete(key, None),
+                TxnOp::delete(self.keys.block(&shared.subnet), None),
+                TxnOp::delete(
+                    format!("{}/addrs/{name}/", self.cfg.prefix),
+                    Some(DeleteOptions::new().with_prefix()),
+                ),
+            ]
+        } else {
+            vec![TxnOp::put(key, json(&shared), None)]
+        };
+        self.txn(Txn::new().when(when).and_then(ops)).await
+    }
+
+    /// Claims `address` of shared network `name` for this host.
+    pub(crate) async fn claim_addr(
+        &self,
+        name: &str,
+        address: IpAddr,
+    ) -> Result<Claim, FleetError> {
+        let claim = AddrClaim {
+            host: self.cfg.host_id.clone(),
+            address,
+        };
+        let key = self.keys.addr(name, address);
+        let txn = Txn::new()
+            .when([
+                Compare::version(key.clone(), CompareOp::Equal, 0),
+                Compare::version(self.keys.shared(name), CompareOp::Greater, 0),
+            ])
+            .and_then([TxnOp::put(key, json(&claim), None)]);
+        self.txn(txn).await
+    }
+
+    /// Deletes `key` if it is still the version seen at `revision`.
+    pub(super) async fn delete_if(&self, key: String, revision: i64) -> Result<Claim, FleetError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        self.txn(txn).await
+    }
+
+    /// Records the main pools if the fleet has none yet.
+    pub(super) async fn put_mains(&self, mains: &super::keys::Mains) -> Result<Claim, FleetError> {
+        let key = self.keys.mains();
+        let txn = Txn::new()
+            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, json(mains), None)]);
+        self.txn(txn).await
+    }
+}

@@ -1,0 +1,142 @@
+//! Fleet mode on etcd (F9): several hosts share one address plan.
+//!
+//! ```text
+//!   host a (gipam)                 etcd (3 members)                host b
+//!   local store: its pools,   <->  P/blocks/… one key per block <-> local store
+//!   their leases (fsync)           P/shared/NAME, P/addrs/NAME/…
+//!   view of the fleet  <-- watch   P/hosts/…, P/alive/…   watch --> view
+//! ```
+//!
+//! - A block is the host's that claimed it (Calico's block affinity): the
+//!   claim is one etcd transaction that compares every key that could
+//!   overlap the block against the revision this host's view is current
+//!   at, so of two overlapping claims at most one succeeds; the loser
+//!   catches up and chooses again. Addresses in a host's own blocks never
+//!   touch etcd: they are leased and made durable by the local store, and
+//!   keep working while etcd is down.
+//! - A shared network (`shared=NAME`) is one record in etcd with its subnet,
+//!   gateway and holders; each of its addresses is claimed by one
+//!   create-if-absent transaction, owned by the host that took it.
+//! - Nothing is ever released by a timer. What this host holds in etcd and
+//!   no longer holds locally (released, or claimed by a request that then
+//!   failed) is deleted by [`sync`]'s tidy pass, which compares revisions,
+//!   so it never deletes a newer claim.
+//!
+//! The order that keeps a reply honest: a new block or shared address is
+//! claimed in etcd (quorum) before the local change that holds it is
+//! written (fsync), and a release is written locally before its claim is
+//! deleted. A crash in between leaves a claim with no local holder, which
+//! the tidy pass frees; never a local holder without a claim.
+
+mod claims;
+mod conn;
+pub mod keys;
+mod sync;
+mod view;
+
+use std::sync::Mutex;
+
+pub use claims::Claim;
+pub use conn::FleetError;
+pub use sync::{start_sync, tidy_loop};
+pub use view::{HostView, Snapshot as FleetSnapshot, follow};
+
+use crate::config::FleetConfig;
+use keys::Keys;
+use view::View;
+
+/// Claims retried after a conflict before the request fails.
+pub const CLAIM_RETRIES: usize = 16;
+
+/// One host's membership of a fleet.
+pub struct Fleet {
+    cfg: FleetConfig,
+    keys: Keys,
+    conn: conn::Conn,
+    view: Mutex<View>,
+    /// The revision the watch has applied (to wait for after a conflict).
+    applied: tokio::sync::watch::Sender<i64>,
+    /// Asks the watch for a progress report (to learn a revision).
+    progress: tokio::sync::Notify,
+    /// Wakes the tidy pass (after a release, or a failed local change).
+    tidy: tokio::sync::Notify,
+    /// Whether the start-up sync has run: until then new blocks are refused.
+    synced: std::sync::atomic::AtomicBool,
+    /// Why the start-up sync refused to finish, if it did.
+    sync_error: Mutex<Option<String>>,
+    /// Round trips, conflicts, retries and errors (metrics, status).
+    pub stats: conn::EtcdStats,
+}
+
+impl Fleet {
+    /// A fleet member; nothing is contacted until it is used.
+    pub fn new(cfg: FleetConfig) -> Fleet {
+        let keys = Keys::new(&cfg.prefix);
+        let conn = conn::Conn::new(&cfg);
+        Fleet {
+            keys,
+            conn,
+            cfg,
+            view: Mutex::new(View::default()),
+            applied: tokio::sync::watch::Sender::new(0),
+            progress: tokio::sync::Notify::new(),
+            tidy: tokio::sync::Notify::new(),
+            synced: std::sync::atomic::AtomicBool::new(false),
+            sync_error: Mutex::new(None),
+            stats: conn::EtcdStats::default(),
+        }
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.cfg.host_id
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.cfg
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the tidy pass to run soon.
+    pub fn wake_tidy(&self) {
+        self.tidy.notify_one();
+    }
+
+    /// Refuses fleet changes until the start-up sync has run.
+    pub fn ready(&self) -> Result<(), FleetError> {
+        if let Some(why) = self
+            .sync_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(FleetError::Refused(why));
+        }
+        if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(self.conn.not_yet());
+        }
+        Ok(())
+    }
+
+    /// The shared network NAME as the view has it, with its revision.
+    pub fn shared(&self, name: &str) -> Option<(keys::SharedNet, i64)> {
+        self.view().shared.get(name).cloned()
+    }
+
+    /// The fleet as this host sees it (`gipam fleet`, `gipam status`).
+    pub fn snapshot(&self) -> FleetSnapshot {
+        let health = self.conn.health();
+        self.view().snapshot(&self.cfg.host_id, health)
+    }
+
+    /// Waits (bounded) until the watch has applied `revision`, asking etcd
+    /// for a progress report so that a quiet fleet does not wait long.
+    pub async fn catch_up(&self, revision: i64) {
+        let mut rx = self.applied.subscribe();
+        self.progress.notify_one();
+        let wait = rx.wait_for(|r| *r >= revision);
+        let _ = tokio::time::timeout(self.cfg.timeout, wait).await;
+    }
+}

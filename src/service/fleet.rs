@@ -1,0 +1,216 @@
+//! The request paths of fleet mode (F9). A new block, a shared network
+//! and a shared network's address are claimed in etcd before the local
+//! change that holds them is applied and written; the plan reserves what
+//! it chose (the core's pending claims) so concurrent requests on this
+//! host choose something else, and the claim compares against the
+//! revision the plan saw. A lost claim catches up and plans again.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::Service;
+use crate::error::Error;
+use crate::fleet::{CLAIM_RETRIES, Claim, Fleet, FleetError};
+use crate::ipam::{AddressRequest, Change, PoolId, PoolRequest, to_u128};
+
+/// The pool id and reserved gateway of an added pool.
+fn added(change: &Change) -> Option<(PoolId, Option<IpAddr>)> {
+    match change {
+        Change::AddPool {
+            id, data_gateway, ..
+        }
+        | Change::AddPoolFrom {
+            id, data_gateway, ..
+        } => Some((id.clone(), *data_gateway)),
+        _ => None,
+    }
+}
+
+/// What a fleet RequestPool claims.
+enum Step {
+    Block,
+    Create(String),
+    Join(String, crate::fleet::keys::SharedNet, i64),
+}
+
+impl Service {
+    /// The shared network a held pool belongs to.
+    pub(super) fn shared_name(&self, id: &PoolId) -> Option<String> {
+        let live = self.lock();
+        live.ipam
+            .state()
+            .pool(id)
+            .and_then(|p| p.shared.as_deref().map(String::from))
+    }
+
+    /// Applies and writes a change whose claim was won, ending the
+    /// pending claim in the same critical section. A change that no
+    /// longer applies leaves the claim to the tidy pass.
+    async fn commit_claimed(
+        &self,
+        fleet: &Fleet,
+        change: Change,
+        end: impl Fn(&mut crate::ipam::Foreign),
+    ) -> Result<(), Error> {
+        let out = self
+            .change(|ipam| {
+                end(ipam.foreign_mut());
+                Ok((Some(change.clone()), ()))
+            })
+            .await;
+        if out.is_err() {
+            fleet.wake_tidy();
+        }
+        out
+    }
+
+    pub(super) async fn fleet_request_pool(
+        &self,
+        fleet: &Arc<Fleet>,
+        req: &PoolRequest,
+    ) -> Result<(PoolId, Option<IpAddr>), Error> {
+        fleet.ready()?;
+        let shared = req.options.shared.clone();
+        for attempt in 0..CLAIM_RETRIES {
+            if attempt > 0 {
+                fleet
+                    .stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let existing = shared.as_deref().and_then(|n| fleet.shared(n));
+            let (change, net, revision, step) = {
+                let mut live = self.lock();
+                let ipam = &mut live.ipam;
+                let (change, step) = match (&shared, existing) {
+                    (None, _) => (ipam.plan_pool(req)?, Step::Block),
+                    (Some(n), None) => (
+                        ipam.plan_shared_pool(req, n, None)?,
+                        Step::Create(n.clone()),
+                    ),
+                    (Some(n), Some((rec, rev))) => {
+                        let at = Some((rec.subnet, rec.gateway));
+                        let c = ipam.plan_shared_pool(req, n, at)?;
+                        (c, Step::Join(n.clone(), rec, rev))
+                    }
+                };
+                let Some((id, _)) = added(&change) else {
+                    return Err(crate::ipam::Error::Inconsistent(
+                        "a planned pool is not an added pool".into(),
+                    )
+                    .into());
+                };
+                let net = id.subnet;
+                let revision = ipam.foreign().revision();
+                ipam.foreign_mut().add_pending(net);
+                (change, net, revision, step)
+            };
+            let claim = match &step {
+                Step::Block => fleet.claim_block(net, revision).await,
+                Step::Create(n) => {
+                    let gw = added(&change).and_then(|(_, g)| g);
+                    fleet.create_shared(n, net, gw, revision).await
+                }
+                Step::Join(n, rec, rev) => fleet.join_shared(n, rec.clone(), *rev).await,
+            };
+            match claim {
+                Ok(Claim::Won) => {
+                    let out = added(&change);
+                    self.commit_claimed(fleet, change, |f| f.remove_pending(&net))
+                        .await?;
+                    return out.ok_or_else(|| {
+                        crate::ipam::Error::Inconsistent(
+                            "a planned pool is not an added pool".into(),
+                        )
+                        .into()
+                    });
+                }
+                Ok(Claim::Lost(at)) => {
+                    self.with_foreign(|f| f.remove_pending(&net));
+                    fleet.catch_up(at).await;
+                }
+                Err(e) => {
+                    self.with_foreign(|f| f.remove_pending(&net));
+                    // A claim whose answer was lost may have been made:
+                    // the tidy pass frees it if so.
+                    fleet.wake_tidy();
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(FleetError::Contended(format!(
+            "no free block could be claimed in the fleet after {CLAIM_RETRIES} tries: other hosts claimed each one first; try again"
+        ))
+        .into())
+    }
+
+    pub(super) async fn fleet_request_address(
+        &self,
+        fleet: &Arc<Fleet>,
+        name: &str,
+        req: &AddressRequest,
+    ) -> Result<IpNet, Error> {
+        let subnet = req.pool.subnet;
+        let prefix = subnet.prefix_len();
+        let with_len = |a: IpAddr| {
+            IpNet::new(a, prefix).map_err(|e| Error::BadRequest(format!("address {a}: {e}")))
+        };
+        for attempt in 0..CLAIM_RETRIES {
+            if attempt > 0 {
+                fleet
+                    .stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let (change, address, gateway) = {
+                let mut live = self.lock();
+                let (change, address) = live.ipam.plan_address(req)?;
+                // The network's gateway is the shared record's, the same
+                // on every holder: it is not claimed per host.
+                let gateway = fleet
+                    .shared(name)
+                    .is_some_and(|(s, _)| s.gateway == Some(address))
+                    || req.gateway;
+                if !gateway {
+                    live.ipam
+                        .foreign_mut()
+                        .add_pending_addr(subnet, to_u128(address));
+                }
+                (change, address, gateway)
+            };
+            if gateway {
+                self.change(|_| Ok((Some(change.clone()), ()))).await?;
+                return with_len(address);
+            }
+            let x = to_u128(address);
+            match fleet.claim_addr(name, address).await {
+                Ok(Claim::Won) => {
+                    self.commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
+                        .await?;
+                    return with_len(address);
+                }
+                Ok(Claim::Lost(at)) => {
+                    self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
+                    if req.address.is_some() {
+                        return Err(Error::Ipam(crate::ipam::Error::AddressInUse {
+                            addr: address,
+                            pool: req.pool.clone(),
+                        }));
+                    }
+                    fleet.catch_up(at).await;
+                }
+                Err(e) => {
+                    self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
+                    fleet.wake_tidy();
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(FleetError::Contended(format!(
+            "no free address of shared network {name} could be claimed after {CLAIM_RETRIES} tries: other hosts took each one first; try again"
+        ))
+        .into())
+    }
+}
