@@ -165,6 +165,20 @@ impl Fleet {
         self.txn(Txn::new().when(when).and_then(ops)).await
     }
 
+    /// Rewrites shared network `name` as it was at `revision`.
+    pub(super) async fn put_shared(
+        &self,
+        name: &str,
+        shared: &SharedNet,
+        revision: i64,
+    ) -> Result<Claim, FleetError> {
+        let key = self.keys.shared(name);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .and_then([TxnOp::put(key, json(shared), None)]);
+        self.txn(txn).await
+    }
+
     /// Claims `address` of shared network `name` for this host.
     pub(crate) async fn claim_addr(
         &self,

@@ -30,6 +30,7 @@
 
 mod claims;
 mod conn;
+mod forget;
 pub mod keys;
 mod sync;
 mod view;
@@ -37,7 +38,8 @@ mod view;
 use std::sync::Mutex;
 
 pub use claims::Claim;
-pub use conn::FleetError;
+pub use conn::{EtcdStats, FleetError, Health};
+pub use forget::Forgotten;
 pub use sync::{start_sync, tidy_loop};
 pub use view::{HostView, Snapshot as FleetSnapshot, follow};
 
