@@ -30,14 +30,17 @@ settings: build
 	@./target/gipam-static --help
 
 ## The statically linked binary that goes into the plugin's rootfs
-## (target/gipam-static). musl when the target is (or can be) installed,
-## else a static glibc build (testing.md: verified as the fallback).
+## (target/gipam-static). musl when the target is (or can be) installed and
+## a musl C compiler is there (ring, under etcd-client's TLS, compiles C:
+## musl-gcc from musl-tools), else a static glibc build (testing.md:
+## verified as the fallback).
 build:
-	@if rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET); then \
+	@if { case "$(TARGET)" in *musl*) command -v musl-gcc || command -v x86_64-linux-musl-gcc ;; esac; } >/dev/null && \
+	    { rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET); }; then \
 	    $(CARGO) build --release --locked --target $(TARGET) && \
 	    cp $(BIN) target/gipam-static; \
 	else \
-	    echo "$(TARGET) is not available; building a static glibc binary instead"; \
+	    echo "$(TARGET) or musl-gcc (apt-get install musl-tools) is not available; building a static glibc binary instead"; \
 	    RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target x86_64-unknown-linux-gnu && \
 	    cp target/x86_64-unknown-linux-gnu/release/gipam target/gipam-static; \
 	fi

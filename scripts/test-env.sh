@@ -18,7 +18,13 @@
 #   /usr/local/bin/docker-compose-1.29.
 # - busybox-static (the test image), docker-registry (the plugin upgrade
 #   test), strace and e2fsprogs (tests/faults.rs) and the musl target (the
-#   plugin's static binary).
+#   plugin's static binary), with musl-tools (musl-gcc: ring, under
+#   etcd-client's TLS, compiles C for the musl target).
+# - etcd 3.4 (etcd-server, etcd-client: tests/common/etcd.rs starts its own
+#   members on free loopback ports), protobuf-compiler (etcd-client's build
+#   needs protoc) and openssl (the TLS fixture's certificates). The
+#   package's own etcd service (on 2379) is stopped and disabled where
+#   systemd runs; no test uses it.
 set -euo pipefail
 here=$(dirname "$0")
 . "$here/engines.sh"
@@ -97,7 +103,9 @@ esac
 # What else comes from Debian 12: busybox, the registry, compose 1.29's
 # Python dependencies, and the fault tests' tools (strace delays writes,
 # mkfs.ext4 makes the image shut down under gipam, prlimit and mount).
-pkgs=(busybox-static docker-registry strace e2fsprogs util-linux mount curl python3 python3-distro python3-docker python3-dockerpty
+pkgs=(busybox-static docker-registry strace e2fsprogs util-linux mount curl
+    etcd-server etcd-client protobuf-compiler openssl musl-tools
+    python3 python3-distro python3-docker python3-dockerpty
     python3-docopt python3-dotenv python3-jsonschema python3-requests python3-texttable
     python3-websocket python3-yaml python3-distutils)
 missing=()
@@ -108,6 +116,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_update
     log "installing ${missing[*]}"
     apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Installing etcd-server enables and starts a system etcd on 2379: the
+# tests start their own members, so stop it where systemd runs.
+if [ -d /run/systemd/system ] && { systemctl is-enabled --quiet etcd 2>/dev/null || systemctl is-active --quiet etcd 2>/dev/null; }; then
+    log "stopping and disabling the system etcd service (the tests run their own)"
+    systemctl disable --now etcd >/dev/null 2>&1 || log "could not stop the etcd service; the tests do not use it"
 fi
 
 # unpack DIR PACKAGE/bookworm...: apt-get download + dpkg -x into DIR.

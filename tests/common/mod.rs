@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod etcd;
+
 /// A keep-alive HTTP/1.1 connection to a unix socket.
 pub struct Client {
     reader: BufReader<UnixStream>,
