@@ -16,11 +16,16 @@ fn with_etcd_down_fleet_requests_fail_within_the_bound_and_local_pools_work() {
     let ep = cluster.endpoints_csv();
     let d = host(&ep, "solo", &[]);
     let mut c = d.client();
-    let (status, v) = c.call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+    let (status, v) = c
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
     let own = granted(status, &v).expect("a pool while etcd is up");
     let own_id = v["PoolID"].as_str().unwrap().to_string();
     let (status, v) = c
-        .call("IpamDriver.RequestPool", &pool_req("", json!({"shared": "s1"})))
+        .call(
+            "IpamDriver.RequestPool",
+            &pool_req("", json!({"shared": "s1"})),
+        )
         .unwrap();
     assert_eq!(status, 200, "{v}");
     let shared_id = v["PoolID"].as_str().unwrap().to_string();
@@ -29,12 +34,17 @@ fn with_etcd_down_fleet_requests_fail_within_the_bound_and_local_pools_work() {
     // A new block needs etcd: it fails, naming the endpoints, in bounded
     // time (ETCD_TIMEOUT is 2 s; "no hang" is what is asserted).
     let started = Instant::now();
-    let (status, v) = c.call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+    let (status, v) = c
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
     let took = started.elapsed();
     println!("RequestPool with etcd down: {status} after {took:?}: {v}");
     assert_eq!(status, 500, "{v}");
     let err = v["Err"].as_str().unwrap_or("");
-    assert!(err.contains(&cluster.endpoint_of(0)), "names the endpoints: {err}");
+    assert!(
+        err.contains(&cluster.endpoint_of(0)),
+        "names the endpoints: {err}"
+    );
     assert!(took < Duration::from_secs(20), "no hang: {took:?}");
     // So does an address of the shared network.
     let (status, v) = c
@@ -66,12 +76,17 @@ fn with_etcd_down_fleet_requests_fail_within_the_bound_and_local_pools_work() {
     cluster.start_all();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, v) = c.call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+        let (status, v) = c
+            .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+            .unwrap();
         if let Some(net) = granted(status, &v) {
             assert!(!overlaps(&net, &own));
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery after etcd returned: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after etcd returned: {v}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, v) = c
@@ -90,13 +105,17 @@ fn a_gipam_started_while_etcd_is_down_serves_and_syncs_when_it_returns() {
     cluster.stop_all();
     let d = host(&ep, "late", &[]);
     let mut c = d.client();
-    let (status, v) = c.call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+    let (status, v) = c
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
     assert_eq!(status, 500, "{v}");
     assert!(v["Err"].as_str().unwrap_or("").contains("etcd"), "{v}");
     cluster.start_all();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, v) = c.call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+        let (status, v) = c
+            .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+            .unwrap();
         if granted(status, &v).is_some() {
             break;
         }
@@ -136,15 +155,30 @@ fn tls_with_client_certificates_and_user_password_auth() {
     };
     let a = tls(&good, "tls-a");
     let b = tls(&good, "tls-b");
-    let (s1, v1) = a.client().call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
-    let (s2, v2) = b.client().call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
-    let (n1, n2) = (granted(s1, &v1).expect("a over TLS"), granted(s2, &v2).expect("b over TLS"));
+    let (s1, v1) = a
+        .client()
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
+    let (s2, v2) = b
+        .client()
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
+    let (n1, n2) = (
+        granted(s1, &v1).expect("a over TLS"),
+        granted(s2, &v2).expect("b over TLS"),
+    );
     assert!(!overlaps(&n1, &n2), "{n1} {n2}");
     // A wrong password: the fleet request fails and says why.
     let c = tls(&bad, "tls-c");
-    let (status, v) = c.client().call("IpamDriver.RequestPool", &pool_req("", json!({}))).unwrap();
+    let (status, v) = c
+        .client()
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
     println!("wrong password: {v}");
     assert_eq!(status, 500);
     let err = v["Err"].as_str().unwrap_or("").to_lowercase();
-    assert!(err.contains("etcd") && (err.contains("auth") || err.contains("password")), "{err}");
+    assert!(
+        err.contains("etcd") && (err.contains("auth") || err.contains("password")),
+        "{err}"
+    );
 }

@@ -15,8 +15,8 @@ use crate::ipam::{Family, net_bounds};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     Won,
-    /// Someone else wrote first; etcd was at this revision.
-    Lost(i64),
+    /// Something it compared against had changed: someone else was first.
+    Lost,
 }
 
 /// Supernets longer than this are covered by one range compare instead
@@ -64,9 +64,7 @@ impl Fleet {
         self.stats
             .conflicts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Claim::Lost(
-            resp.header().map(|h| h.revision()).unwrap_or(0),
-        ))
+        Ok(Claim::Lost)
     }
 
     /// Claims `net` for this host.
@@ -174,7 +172,11 @@ impl Fleet {
     ) -> Result<Claim, FleetError> {
         let key = self.keys.shared(name);
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
             .and_then([TxnOp::put(key, json(shared), None)]);
         self.txn(txn).await
     }

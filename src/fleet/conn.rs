@@ -117,8 +117,9 @@ impl Conn {
     }
 
     async fn options(&self) -> Result<ConnectOptions, String> {
+        // No per-request timeout on the channel: it would cut the watch
+        // stream; every unary call is bounded in `call` instead.
         let mut opts = ConnectOptions::new()
-            .with_timeout(self.timeout)
             .with_connect_timeout(self.timeout)
             .with_keep_alive(Duration::from_secs(5), self.timeout)
             // Without quorum a request fails at once rather than waiting.

@@ -92,7 +92,10 @@ impl Fleet {
         }
         let key = self.keys.host(host);
         self.conn
-            .call(&self.stats, |mut c| async move { c.delete(key, None).await })
+            .call(
+                &self.stats,
+                |mut c| async move { c.delete(key, None).await },
+            )
             .await?;
         Ok(out)
     }

@@ -144,6 +144,14 @@ impl Keys {
         )
     }
 
+    /// The key range of every block.
+    pub fn all_blocks(&self) -> (String, String) {
+        (
+            format!("{}/blocks/", self.prefix),
+            format!("{}/blocks0", self.prefix),
+        )
+    }
+
     pub fn shared(&self, name: &str) -> String {
         format!("{}/shared/{name}", self.prefix)
     }

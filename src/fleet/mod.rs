@@ -56,10 +56,6 @@ pub struct Fleet {
     keys: Keys,
     conn: conn::Conn,
     view: Mutex<View>,
-    /// The revision the watch has applied (to wait for after a conflict).
-    applied: tokio::sync::watch::Sender<i64>,
-    /// Asks the watch for a progress report (to learn a revision).
-    progress: tokio::sync::Notify,
     /// Wakes the tidy pass (after a release, or a failed local change).
     tidy: tokio::sync::Notify,
     /// Whether the start-up sync has run: until then new blocks are refused.
@@ -80,8 +76,6 @@ impl Fleet {
             conn,
             cfg,
             view: Mutex::new(View::default()),
-            applied: tokio::sync::watch::Sender::new(0),
-            progress: tokio::sync::Notify::new(),
             tidy: tokio::sync::Notify::new(),
             synced: std::sync::atomic::AtomicBool::new(false),
             sync_error: Mutex::new(None),
@@ -122,6 +116,14 @@ impl Fleet {
         Ok(())
     }
 
+    pub fn shared_key(&self, name: &str) -> String {
+        self.keys.shared(name)
+    }
+
+    pub fn addr_key(&self, name: &str, address: std::net::IpAddr) -> String {
+        self.keys.addr(name, address)
+    }
+
     /// The shared network NAME as the view has it, with its revision.
     pub fn shared(&self, name: &str) -> Option<(keys::SharedNet, i64)> {
         self.view().shared.get(name).cloned()
@@ -131,14 +133,5 @@ impl Fleet {
     pub fn snapshot(&self) -> FleetSnapshot {
         let health = self.conn.health();
         self.view().snapshot(&self.cfg.host_id, health)
-    }
-
-    /// Waits (bounded) until the watch has applied `revision`, asking etcd
-    /// for a progress report so that a quiet fleet does not wait long.
-    pub async fn catch_up(&self, revision: i64) {
-        let mut rx = self.applied.subscribe();
-        self.progress.notify_one();
-        let wait = rx.wait_for(|r| *r >= revision);
-        let _ = tokio::time::timeout(self.cfg.timeout, wait).await;
     }
 }

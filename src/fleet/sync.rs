@@ -30,7 +30,7 @@ struct Local {
     pending_addrs: HashSet<(IpNet, IpAddr)>,
 }
 
-fn local(svc: &Service, fleet: &Fleet) -> Local {
+fn local(svc: &Service) -> Local {
     let ipam = svc.ipam();
     let mut out = Local::default();
     for p in ipam.state().pools() {
@@ -48,25 +48,14 @@ fn local(svc: &Service, fleet: &Fleet) -> Local {
             }
         }
     }
-    let view = fleet.view();
+    // Never the view's lock here: its order is the view, then the service.
     let f = ipam.foreign();
-    for net in view.blocks.keys() {
-        if f.is_pending(net) {
-            out.pending.insert(*net);
-        }
-    }
-    for ((name, a), _) in view.addrs.iter() {
-        if let Some((s, _)) = view.shared.get(name)
-            && f.is_pending_addr(&s.subnet, crate::ipam::to_u128(*a))
-        {
-            out.pending_addrs.insert((s.subnet, *a));
-        }
-    }
-    for (s, _) in view.shared.values() {
-        if f.is_pending(&s.subnet) {
-            out.pending.insert(s.subnet);
-        }
-    }
+    out.pending = f.pending().iter().copied().collect();
+    out.pending_addrs = f
+        .pending_addrs()
+        .iter()
+        .map(|(s, x)| (*s, crate::ipam::to_addr(crate::ipam::Family::of_net(s), *x)))
+        .collect();
     out
 }
 
@@ -75,7 +64,7 @@ fn local(svc: &Service, fleet: &Fleet) -> Local {
 async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
     let revision = fleet.reload(svc).await.map_err(|e| e.to_string())?;
     let me = fleet.host_id().to_string();
-    let here = local(svc, fleet);
+    let here = local(svc);
     let mut lost = false;
     for net in &here.pools {
         let clash = {
@@ -96,7 +85,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
         }
         match fleet.claim_block(*net, revision).await {
             Ok(Claim::Won) => log::info!("fleet: claimed this host's pool {net}"),
-            Ok(Claim::Lost(_)) => lost = true,
+            Ok(Claim::Lost) => lost = true,
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -114,7 +103,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
         };
         match won {
             Ok(Claim::Won) => {}
-            Ok(Claim::Lost(_)) => {
+            Ok(Claim::Lost) => {
                 lost = true;
                 continue;
             }
@@ -138,7 +127,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
                 }
                 None => match fleet.claim_addr(name, *a).await {
                     Ok(Claim::Won) => {}
-                    Ok(Claim::Lost(_)) => lost = true,
+                    Ok(Claim::Lost) => lost = true,
                     Err(e) => return Err(e.to_string()),
                 },
             }
@@ -232,7 +221,7 @@ async fn tidy(fleet: &Fleet, svc: &Service) -> Result<(), FleetError> {
             .collect();
         (blocks, shared, addrs)
     };
-    let here = local(svc, fleet);
+    let here = local(svc);
     for (net, rev) in blocks {
         if !here.pools.contains(&net)
             && !here.pending.contains(&net)

@@ -4,6 +4,15 @@
 //! the view and, under the service's lock, to the core's [`Foreign`] with
 //! the revision it is current at, so a claim planned on it compares
 //! against exactly what the plan saw.
+//!
+//! That revision only ever comes from what was actually applied: a read's
+//! own revision, or the revision of the last event applied (events arrive
+//! in order). Never from a watch response's header or a progress report:
+//! etcd 3.4 before 3.4.25 can report progress past events it has not sent
+//! yet (etcd-io/etcd#15220), and a claim compared against such a revision
+//! could overlap a block this host never saw. Blocks can be re-read on
+//! their own after a lost claim, so they carry a revision of their own,
+//! never behind the view's. Lock order: the view, then the service.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -23,7 +32,10 @@ use crate::service::Service;
 /// The fleet's keys, decoded, each with its mod revision.
 #[derive(Debug, Default)]
 pub(super) struct View {
+    /// Every event up to here is applied.
     pub revision: i64,
+    /// Every block key is as etcd had it at this revision (>= revision).
+    pub blocks_revision: i64,
     pub blocks: BTreeMap<IpNet, (BlockClaim, i64)>,
     pub shared: HashMap<String, (SharedNet, i64)>,
     pub addrs: HashMap<(String, IpAddr), (AddrClaim, i64)>,
@@ -64,6 +76,19 @@ enum Delta {
 }
 
 impl View {
+    /// Applies a watched event at `rev`, unless a read already covers it.
+    fn event(&mut self, key: Key, value: Option<&[u8]>, rev: i64, out: &mut Vec<Delta>) {
+        let floor = match key {
+            Key::Block(_) => self.blocks_revision,
+            _ => self.revision,
+        };
+        if rev > floor {
+            self.apply(key, value, rev, out);
+        }
+        self.revision = self.revision.max(rev);
+        self.blocks_revision = self.blocks_revision.max(self.revision);
+    }
+
     /// Applies a put (`Some(value)`) or delete of `key`.
     fn apply(&mut self, key: Key, value: Option<&[u8]>, rev: i64, out: &mut Vec<Delta>) {
         fn parse<T: serde::de::DeserializeOwned>(v: &[u8]) -> Option<T> {
@@ -207,6 +232,7 @@ impl Fleet {
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
         let mut view = View {
             revision,
+            blocks_revision: revision,
             ..View::default()
         };
         let mut deltas = Vec::new();
@@ -220,13 +246,82 @@ impl Fleet {
                 view.apply(key, Some(kv.value()), kv.mod_revision(), &mut deltas);
             }
         }
+        let mut current = self.view();
         svc.with_foreign(|f| {
             f.clear();
             apply_deltas(f, &deltas, revision);
         });
-        *self.view() = view;
-        self.applied.send_replace(revision);
+        *current = view;
         Ok(revision)
+    }
+
+    /// Reads every block again (after a lost claim: the block that won is
+    /// known before the next plan, whatever the watch has sent).
+    pub(crate) async fn refresh_blocks(&self, svc: &Service) -> Result<(), super::FleetError> {
+        let (lo, hi) = self.keys.all_blocks();
+        let resp = self
+            .conn
+            .call(&self.stats, |mut c| async move {
+                c.get(lo, Some(GetOptions::new().with_range(hi))).await
+            })
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut view = self.view();
+        if revision <= view.blocks_revision {
+            return Ok(());
+        }
+        let mut blocks = BTreeMap::new();
+        for kv in resp.kvs() {
+            if let (Some(Key::Block(net)), Ok(claim)) = (
+                self.keys.parse(kv.key()),
+                serde_json::from_slice::<BlockClaim>(kv.value()),
+            ) {
+                blocks.insert(net, (claim, kv.mod_revision()));
+            }
+        }
+        svc.with_foreign(|f| {
+            let old: Vec<IpNet> = f.blocks().map(|(n, _)| *n).collect();
+            for n in old {
+                f.remove_block(&n);
+            }
+            for (net, (claim, _)) in &blocks {
+                f.insert_block(*net, &claim.holder());
+            }
+            f.set_revision(revision);
+        });
+        view.blocks = blocks;
+        view.blocks_revision = revision;
+        Ok(())
+    }
+
+    /// Applies keys read outside the watch (after a lost claim) that the
+    /// watch has not delivered yet: it will deliver them again, in order.
+    pub(crate) async fn learn(
+        &self,
+        svc: &Service,
+        keys: Vec<String>,
+    ) -> Result<(), super::FleetError> {
+        for key in keys {
+            let resp = self
+                .conn
+                .call(&self.stats, |mut c| async move { c.get(key, None).await })
+                .await?;
+            let mut view = self.view();
+            let mut deltas = Vec::new();
+            for kv in resp.kvs() {
+                if kv.mod_revision() > view.revision
+                    && let Some(k) = self.keys.parse(kv.key())
+                    && !matches!(k, Key::Block(_))
+                {
+                    view.apply(k, Some(kv.value()), kv.mod_revision(), &mut deltas);
+                }
+            }
+            svc.with_foreign(|f| {
+                let rev = f.revision();
+                apply_deltas(f, &deltas, rev);
+            });
+        }
+        Ok(())
     }
 
     /// Follows the fleet's changes from `from` until the watch ends; a
@@ -243,8 +338,9 @@ impl Fleet {
                 c.watch(root, Some(opts)).await
             })
             .await?;
-        let quiet = self.cfg.timeout.max(Duration::from_secs(1)) * 3;
-        let mut last = tokio::time::Instant::now();
+        // Ticks in a row with no message at all, each asking for a
+        // progress report: three mean the stream is dead.
+        let mut quiet = 0;
         loop {
             let tick = tokio::time::sleep(Duration::from_secs(2));
             tokio::select! {
@@ -254,7 +350,7 @@ impl Fleet {
                         Ok(None) => return Ok(()),
                         Err(e) => return Err(self.conn.unavailable(&e.to_string())),
                     };
-                    last = tokio::time::Instant::now();
+                    quiet = 0;
                     if resp.compact_revision() > 0 {
                         log::warn!("fleet watch fell behind a compaction of etcd (revision {}); reloading the fleet", resp.compact_revision());
                         return Ok(());
@@ -263,38 +359,35 @@ impl Fleet {
                         log::warn!("etcd canceled the fleet watch ({}); reloading the fleet", resp.cancel_reason());
                         return Ok(());
                     }
-                    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                    let mut deltas = Vec::new();
-                    {
-                        let mut view = self.view();
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            let Some(key) = self.keys.parse(kv.key()) else { continue };
-                            let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-                            view.apply(key, value, kv.mod_revision(), &mut deltas);
-                        }
-                        view.revision = view.revision.max(revision);
-                    }
-                    svc.with_foreign(|f| apply_deltas(f, &deltas, revision.max(f.revision())));
-                    self.applied.send_if_modified(|r| {
-                        let newer = revision > *r;
-                        if newer {
-                            *r = revision;
-                        }
-                        newer
-                    });
-                }
-                _ = self.progress.notified() => {
-                    let _ = stream.request_progress().await;
+                    self.apply_events(svc, resp.events());
                 }
                 _ = tick => {
-                    if last.elapsed() > quiet {
+                    quiet += 1;
+                    if quiet > 3 {
                         return Err(self.conn.unavailable("the watch went quiet"));
                     }
                     let _ = stream.request_progress().await;
                 }
             }
         }
+    }
+}
+
+impl Fleet {
+    /// Applies watched events to the view and then the core, in order.
+    fn apply_events(&self, svc: &Service, events: &[etcd_client::Event]) {
+        let mut deltas = Vec::new();
+        let mut view = self.view();
+        for ev in events {
+            let Some(kv) = ev.kv() else { continue };
+            let Some(key) = self.keys.parse(kv.key()) else {
+                continue;
+            };
+            let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+            view.event(key, value, kv.mod_revision(), &mut deltas);
+        }
+        let revision = view.blocks_revision;
+        svc.with_foreign(|f| apply_deltas(f, &deltas, revision));
     }
 }
 

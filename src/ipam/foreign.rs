@@ -64,6 +64,16 @@ impl Foreign {
         self.revision = revision;
     }
 
+    /// The blocks this host is claiming now.
+    pub fn pending(&self) -> &[IpNet] {
+        &self.pending
+    }
+
+    /// The shared addresses this host is claiming now.
+    pub fn pending_addrs(&self) -> &[(IpNet, u128)] {
+        &self.pending_addrs
+    }
+
     /// Whether `net` is being claimed by this host now.
     pub fn is_pending(&self, net: &IpNet) -> bool {
         self.pending.contains(net)

@@ -127,9 +127,13 @@ impl Service {
                         .into()
                     });
                 }
-                Ok(Claim::Lost(at)) => {
+                Ok(Claim::Lost) => {
                     self.with_foreign(|f| f.remove_pending(&net));
-                    fleet.catch_up(at).await;
+                    // Learn what won before planning again.
+                    fleet.refresh_blocks(self).await?;
+                    if let Some(n) = &shared {
+                        fleet.learn(self, vec![fleet.shared_key(n)]).await?;
+                    }
                 }
                 Err(e) => {
                     self.with_foreign(|f| f.remove_pending(&net));
@@ -164,15 +168,13 @@ impl Service {
                     .retries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
+            let shared_gw = fleet.shared(name).and_then(|(s, _)| s.gateway);
             let (change, address, gateway) = {
                 let mut live = self.lock();
                 let (change, address) = live.ipam.plan_address(req)?;
                 // The network's gateway is the shared record's, the same
                 // on every holder: it is not claimed per host.
-                let gateway = fleet
-                    .shared(name)
-                    .is_some_and(|(s, _)| s.gateway == Some(address))
-                    || req.gateway;
+                let gateway = shared_gw == Some(address) || req.gateway;
                 if !gateway {
                     live.ipam
                         .foreign_mut()
@@ -191,7 +193,7 @@ impl Service {
                         .await?;
                     return with_len(address);
                 }
-                Ok(Claim::Lost(at)) => {
+                Ok(Claim::Lost) => {
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
                     if req.address.is_some() {
                         return Err(Error::Ipam(crate::ipam::Error::AddressInUse {
@@ -199,7 +201,8 @@ impl Service {
                             pool: req.pool.clone(),
                         }));
                     }
-                    fleet.catch_up(at).await;
+                    let keys = vec![fleet.addr_key(name, address), fleet.shared_key(name)];
+                    fleet.learn(self, keys).await?;
                 }
                 Err(e) => {
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod etcd;
+pub mod fleet;
 
 /// A keep-alive HTTP/1.1 connection to a unix socket.
 pub struct Client {
