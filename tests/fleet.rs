@@ -193,9 +193,9 @@ fn a_shared_network_gives_unique_addresses_across_hosts_through_a_kill9() {
     // what it was acknowledged.
     let held = Arc::new(Mutex::new(Vec::<(usize, IpAddr)>::new()));
     let mut threads = Vec::new();
-    for h in 0..3 {
+    for (h, d) in hosts.iter().enumerate() {
         for t in 0..3 {
-            let socket = hosts[h].socket.clone();
+            let socket = d.socket.clone();
             let held = held.clone();
             let pool = pool.clone();
             threads.push(std::thread::spawn(move || {
