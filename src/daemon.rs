@@ -247,7 +247,7 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
             v4: core.settings.v4.clone(),
             v6: core.settings.v6.clone(),
         };
-        join_fleet(&fleet, &svc, mains).await?;
+        join_fleet(&fleet, &svc, mains, core.pools.is_some()).await?;
         summary.push_str(&format!(
             "; fleet host {} on etcd {}",
             fleet.host_id(),
@@ -270,9 +270,15 @@ async fn join_fleet(
     fleet: &Arc<crate::fleet::Fleet>,
     svc: &Arc<Service>,
     mains: crate::fleet::keys::Mains,
+    publish_tree: bool,
 ) -> Result<(), String> {
     let bound = fleet.config().timeout * 3;
-    match tokio::time::timeout(bound, crate::fleet::start_sync(fleet, svc, mains.clone())).await {
+    match tokio::time::timeout(
+        bound,
+        crate::fleet::start_sync(fleet, svc, mains.clone(), publish_tree),
+    )
+    .await
+    {
         Ok(Ok(())) => log::info!("fleet: host {} in sync with etcd", fleet.host_id()),
         Ok(Err(why)) if why.starts_with("fleet mode:") => return Err(why),
         Ok(Err(why)) => {
@@ -284,7 +290,12 @@ async fn join_fleet(
         ),
     }
     tokio::spawn(crate::fleet::follow(fleet.clone(), svc.clone()));
-    tokio::spawn(crate::fleet::tidy_loop(fleet.clone(), svc.clone(), mains));
+    tokio::spawn(crate::fleet::tidy_loop(
+        fleet.clone(),
+        svc.clone(),
+        mains,
+        publish_tree,
+    ));
     Ok(())
 }
 

@@ -213,6 +213,24 @@ impl Fleet {
         self.txn(txn).await
     }
 
+    /// Replaces the fleet's pool tree, as it was at `revision` (0: none).
+    pub(crate) async fn put_tree(
+        &self,
+        tree: &crate::ipam::TreeSpec,
+        revision: i64,
+    ) -> Result<Claim, FleetError> {
+        let key = self.keys.tree();
+        let when = if revision == 0 {
+            Compare::version(key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key.clone(), CompareOp::Equal, revision)
+        };
+        let txn = Txn::new()
+            .when([when])
+            .and_then([TxnOp::put(key, json(tree), None)]);
+        self.txn(txn).await
+    }
+
     /// Records the main pools if the fleet has none yet.
     pub(super) async fn put_mains(&self, mains: &super::keys::Mains) -> Result<Claim, FleetError> {
         let key = self.keys.mains();

@@ -10,6 +10,7 @@
 //! P/hosts/<HOST>               a host of the fleet and when it was last seen
 //! P/alive/<HOST>               present while HOST runs (an etcd lease)
 //! P/mains                      the main pools the fleet was started with
+//! P/tree                       the pool tree (F7), the same on every host
 //! ```
 //!
 //! Block keys sort by first address, so "every block starting inside C" is
@@ -86,6 +87,7 @@ pub enum Key {
     Host(String),
     Alive(String),
     Mains,
+    Tree,
 }
 
 /// The key names of one fleet.
@@ -169,6 +171,10 @@ impl Keys {
         format!("{}/alive/{id}", self.prefix)
     }
 
+    pub fn tree(&self) -> String {
+        format!("{}/tree", self.prefix)
+    }
+
     pub fn mains(&self) -> String {
         format!("{}/mains", self.prefix)
     }
@@ -214,6 +220,7 @@ impl Keys {
             ("hosts", Some(id), None, None) => Some(Key::Host(id.to_string())),
             ("alive", Some(id), None, None) => Some(Key::Alive(id.to_string())),
             ("mains", None, None, None) => Some(Key::Mains),
+            ("tree", None, None, None) => Some(Key::Tree),
             _ => None,
         }
     }

@@ -124,6 +124,18 @@ impl Fleet {
         self.keys.addr(name, address)
     }
 
+    /// The fleet's pool tree and its revision (0: none yet).
+    pub fn tree(&self) -> (Option<crate::ipam::TreeSpec>, i64) {
+        match &self.view().tree {
+            Some((t, r)) => (Some(t.clone()), *r),
+            None => (None, 0),
+        }
+    }
+
+    pub fn tree_key(&self) -> String {
+        self.keys.tree()
+    }
+
     /// The shared network NAME as the view has it, with its revision.
     pub fn shared(&self, name: &str) -> Option<(keys::SharedNet, i64)> {
         self.view().shared.get(name).cloned()

@@ -167,6 +167,27 @@ async fn check_mains(fleet: &Fleet, mains: &Mains) -> Result<(), String> {
     }
 }
 
+/// At start: the fleet's tree wins over the local one, unless this host
+/// was started with a pool file (POOLS), which is published like `gipam
+/// pools apply`; a fleet without a tree gets this host's.
+async fn sync_tree(fleet: &Fleet, svc: &Service, publish: bool) -> Result<(), String> {
+    let (theirs, revision) = fleet.tree();
+    let ours = svc.ipam().state().tree().spec().clone();
+    let empty = ours == crate::ipam::TreeSpec::default();
+    match theirs {
+        Some(t) if t == ours => Ok(()),
+        Some(t) if !publish => svc.apply_local_tree(&t).await.map(|_| ()).map_err(|e| {
+            format!("fleet mode: the fleet's pool tree cannot be applied on this host: {e}")
+        }),
+        None if empty => Ok(()),
+        _ => fleet
+            .put_tree(&ours, revision)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// The start-up sync: load the fleet, check the main pools, claim the
 /// local pools, tidy. `Err` is a refusal (a conflict); an unreachable etcd
 /// is retried until it answers.
@@ -174,10 +195,12 @@ pub async fn start_sync(
     fleet: &Arc<Fleet>,
     svc: &Arc<Service>,
     mains: Mains,
+    publish_tree: bool,
 ) -> Result<(), String> {
     for _ in 0..super::CLAIM_RETRIES {
         fleet.reload(svc).await.map_err(|e| e.to_string())?;
         check_mains(fleet, &mains).await?;
+        sync_tree(fleet, svc, publish_tree).await?;
         if claim_local(fleet, svc).await? {
             fleet.synced.store(true, Ordering::Release);
             return Ok(());
@@ -251,6 +274,23 @@ async fn tidy(fleet: &Fleet, svc: &Service) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// Makes this host's tree the fleet's (another host applied one).
+async fn follow_tree(fleet: &Fleet, svc: &Service, warned: &mut Option<crate::ipam::TreeSpec>) {
+    let (Some(tree), _) = fleet.tree() else {
+        return;
+    };
+    if svc.ipam().state().tree().spec() == &tree || warned.as_ref() == Some(&tree) {
+        return;
+    }
+    match svc.apply_local_tree(&tree).await {
+        Ok(_) => log::info!("fleet: applied the fleet's pool tree"),
+        Err(e) => {
+            log::error!("fleet: the fleet's pool tree cannot be applied on this host: {e}");
+            *warned = Some(tree);
+        }
+    }
+}
+
 /// Heartbeat: the host record, and the alive key on a short lease.
 async fn heartbeat(fleet: &Fleet, lease: &mut Option<i64>) -> Result<(), FleetError> {
     let me = fleet.host_id().to_string();
@@ -305,10 +345,10 @@ async fn heartbeat(fleet: &Fleet, lease: &mut Option<i64>) -> Result<(), FleetEr
 /// Runs the start-up sync until it has run (etcd may be down at start),
 /// then tidies after every release and every few seconds, and keeps the
 /// heartbeat.
-pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains) {
+pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains, publish_tree: bool) {
     let mut warned = false;
     while !fleet.synced.load(Ordering::Acquire) {
-        match start_sync(&fleet, &svc, mains.clone()).await {
+        match start_sync(&fleet, &svc, mains.clone(), publish_tree).await {
             Ok(()) => break,
             Err(why) if why.starts_with("fleet mode:") => {
                 log::error!("{why}");
@@ -328,6 +368,7 @@ pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains) {
         }
     }
     let mut lease = None;
+    let mut bad_tree = None;
     let mut beat = tokio::time::Instant::now() - Duration::from_secs(60);
     loop {
         if beat.elapsed() >= Duration::from_secs(3) {
@@ -340,6 +381,7 @@ pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains) {
         if let Err(e) = tidy(&fleet, &svc).await {
             log::debug!("fleet tidy: {e}");
         }
+        follow_tree(&fleet, &svc, &mut bad_tree).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), fleet.tidy.notified()).await;
     }
 }

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::Fleet;
 use super::conn::Health;
 use super::keys::{AddrClaim, BlockClaim, HostRecord, Key, Mains, SharedNet};
-use crate::ipam::{Foreign, to_u128};
+use crate::ipam::{Foreign, TreeSpec, to_u128};
 use crate::service::Service;
 
 /// The fleet's keys, decoded, each with its mod revision.
@@ -42,6 +42,7 @@ pub(super) struct View {
     pub hosts: BTreeMap<String, HostRecord>,
     pub alive: HashSet<String>,
     pub mains: Option<(Mains, i64)>,
+    pub tree: Option<(TreeSpec, i64)>,
 }
 
 /// One host as `gipam fleet` lists it.
@@ -145,6 +146,8 @@ impl View {
             }
             (Key::Mains, Some(v)) => self.mains = parse(v).map(|m| (m, rev)),
             (Key::Mains, None) => self.mains = None,
+            (Key::Tree, Some(v)) => self.tree = parse(v).map(|t| (t, rev)),
+            (Key::Tree, None) => self.tree = None,
         }
     }
 

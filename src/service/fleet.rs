@@ -150,6 +150,36 @@ impl Service {
         .into())
     }
 
+    /// `gipam pools apply` in fleet mode: checked against this host's
+    /// networks, written to etcd (compared against the tree this host
+    /// last saw, so two operators cannot overwrite each other unseen),
+    /// then applied here; the other hosts apply it from their watch.
+    pub(super) async fn fleet_apply_tree(
+        &self,
+        fleet: &Arc<Fleet>,
+        spec: &crate::ipam::TreeSpec,
+    ) -> Result<bool, Error> {
+        fleet.ready()?;
+        let (fleet_tree, revision) = fleet.tree();
+        // Refused here if it would strand a network of this host's.
+        let changes_here = self.lock().ipam.plan_tree(spec)?.is_some();
+        if fleet_tree.as_ref() != Some(spec) {
+            match fleet.put_tree(spec, revision).await? {
+                Claim::Won => {}
+                Claim::Lost => {
+                    fleet.learn(self, vec![fleet.tree_key()]).await?;
+                    return Err(FleetError::Refused(
+                        "the fleet's pool tree changed while this one was applied (another host applied one); look at gipam pools show and apply again".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+        let changed = self.apply_local_tree(spec).await?;
+        fleet.wake_tidy();
+        Ok(changed || changes_here)
+    }
+
     pub(super) async fn fleet_request_address(
         &self,
         fleet: &Arc<Fleet>,

@@ -357,6 +357,15 @@ impl Service {
     /// change path as every request (durable before the reply, taken back
     /// if the store refuses it). Returns whether the tree changed.
     pub async fn apply_tree(&self, spec: &TreeSpec) -> Result<bool, Error> {
+        if let Some(fleet) = &self.fleet {
+            return self.fleet_apply_tree(fleet, spec).await;
+        }
+        self.apply_local_tree(spec).await
+    }
+
+    /// Replaces this host's tree (fleet mode: the fleet's, once etcd has
+    /// it).
+    pub async fn apply_local_tree(&self, spec: &TreeSpec) -> Result<bool, Error> {
         self.change(|ipam| {
             let c = ipam.plan_tree(spec)?;
             let changed = c.is_some();
