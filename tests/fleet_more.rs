@@ -307,3 +307,44 @@ fn turning_fleet_mode_on_claims_local_pools_and_a_conflict_refuses_the_start() {
         );
     }
 }
+
+#[test]
+fn a_shared_network_with_an_explicit_gateway_shares_it_and_no_container_gets_it() {
+    let cluster = Cluster::start(3);
+    let ep = cluster.endpoints_csv();
+    let hosts: Vec<_> = ["g1", "g2"].iter().map(|h| host(&ep, h, &[])).collect();
+    let req = pool_req("10.61.5.0/24", json!({"shared": "gw"}));
+    for d in &hosts {
+        let mut c = d.client();
+        let (status, v) = c.call("IpamDriver.RequestPool", &req).unwrap();
+        assert_eq!(
+            granted(status, &v),
+            Some("10.61.5.0/24".parse().unwrap()),
+            "{v}"
+        );
+        let gw = json!({"PoolID": "LocalDefault/10.61.5.0/24", "Address": "10.61.5.254",
+            "Options": {"RequestAddressType": "com.docker.network.gateway"}});
+        let (status, v) = c.call("IpamDriver.RequestAddress", &gw).unwrap();
+        assert_eq!(status, 200, "the same --gateway on every holder: {v}");
+    }
+    // Another subnet for the same shared name is refused, naming its own.
+    let (status, v) = hosts[1]
+        .client()
+        .call(
+            "IpamDriver.RequestPool",
+            &pool_req("10.61.6.0/24", json!({"shared": "gw"})),
+        )
+        .unwrap();
+    assert_eq!(status, 500);
+    assert!(
+        v["Err"].as_str().unwrap_or("").contains("10.61.5.0/24"),
+        "{v}"
+    );
+    // No container on any host gets the gateway.
+    let want =
+        json!({"PoolID": "LocalDefault/10.61.5.0/24", "Address": "10.61.5.254", "Options": {}});
+    for d in &hosts {
+        let (status, v) = d.client().call("IpamDriver.RequestAddress", &want).unwrap();
+        assert_eq!(status, 500, "{v}");
+    }
+}

@@ -181,14 +181,16 @@ impl Fleet {
         self.txn(txn).await
     }
 
-    /// Claims `address` of shared network `name` for this host.
+    /// Claims `address` of shared network `name` for `owner`: this host,
+    /// or [`super::GATEWAY_OWNER`] for a gateway every holder shares.
     pub(crate) async fn claim_addr(
         &self,
         name: &str,
         address: IpAddr,
+        owner: &str,
     ) -> Result<Claim, FleetError> {
         let claim = AddrClaim {
-            host: self.cfg.host_id.clone(),
+            host: owner.to_string(),
             address,
         };
         let key = self.keys.addr(name, address);

@@ -47,6 +47,10 @@ use crate::config::FleetConfig;
 use keys::Keys;
 use view::View;
 
+/// The owner of a shared network's address that is a gateway named by
+/// `--gateway` (the same on every holder; it goes with the network).
+pub const GATEWAY_OWNER: &str = "<gateway>";
+
 /// Claims retried after a conflict before the request fails.
 pub const CLAIM_RETRIES: usize = 16;
 
@@ -134,6 +138,14 @@ impl Fleet {
 
     pub fn tree_key(&self) -> String {
         self.keys.tree()
+    }
+
+    /// Who holds `address` of shared network `name`, as the view has it.
+    pub fn addr_owner(&self, name: &str, address: std::net::IpAddr) -> Option<String> {
+        self.view()
+            .addrs
+            .get(&(name.to_string(), address))
+            .map(|(c, _)| c.host.clone())
     }
 
     /// The shared network NAME as the view has it, with its revision.

@@ -125,7 +125,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
                         "fleet mode: address {a} of shared network {name} is leased on this host ({me}) and on host {h}; release it on one of them"
                     ));
                 }
-                None => match fleet.claim_addr(name, *a).await {
+                None => match fleet.claim_addr(name, *a, &me).await {
                     Ok(Claim::Won) => {}
                     Ok(Claim::Lost) => lost = true,
                     Err(e) => return Err(e.to_string()),

@@ -186,6 +186,9 @@ impl View {
             }
         }
         for (claim, _) in self.addrs.values() {
+            if claim.host == super::GATEWAY_OWNER {
+                continue;
+            }
             entry(&mut hosts, &claim.host);
             if let Some(h) = hosts.get_mut(&claim.host) {
                 h.shared_addresses += 1;

@@ -202,9 +202,9 @@ impl Service {
             let (change, address, gateway) = {
                 let mut live = self.lock();
                 let (change, address) = live.ipam.plan_address(req)?;
-                // The network's gateway is the shared record's, the same
-                // on every holder: it is not claimed per host.
-                let gateway = shared_gw == Some(address) || req.gateway;
+                // The network's gateway is the shared record's, reserved
+                // on every holder: it is not claimed.
+                let gateway = shared_gw == Some(address);
                 if !gateway {
                     live.ipam
                         .foreign_mut()
@@ -217,13 +217,34 @@ impl Service {
                 return with_len(address);
             }
             let x = to_u128(address);
-            match fleet.claim_addr(name, address).await {
+            // A gateway named by --gateway is claimed for the network,
+            // and the same claim serves every holder.
+            let owner = if req.gateway {
+                crate::fleet::GATEWAY_OWNER
+            } else {
+                fleet.host_id()
+            };
+            match fleet.claim_addr(name, address, owner).await {
                 Ok(Claim::Won) => {
                     self.commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
                         .await?;
                     return with_len(address);
                 }
                 Ok(Claim::Lost) => {
+                    if req.gateway {
+                        fleet
+                            .learn(self, vec![fleet.addr_key(name, address)])
+                            .await?;
+                        if fleet.addr_owner(name, address).as_deref()
+                            == Some(crate::fleet::GATEWAY_OWNER)
+                        {
+                            self.commit_claimed(fleet, change, |f| {
+                                f.remove_pending_addr(&subnet, x)
+                            })
+                            .await?;
+                            return with_len(address);
+                        }
+                    }
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
                     if req.address.is_some() {
                         return Err(Error::Ipam(crate::ipam::Error::AddressInUse {
