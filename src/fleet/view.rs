@@ -78,16 +78,24 @@ enum Delta {
 
 impl View {
     /// Applies a watched event at `rev`, unless a read already covers it.
-    fn event(&mut self, key: Key, value: Option<&[u8]>, rev: i64, out: &mut Vec<Delta>) {
+    /// `floors` are the view's revisions before the batch: the events of
+    /// one revision (a transaction) come in one batch, and each of them is
+    /// compared against what the view had before it.
+    fn event(
+        &mut self,
+        floors: (i64, i64),
+        key: Key,
+        value: Option<&[u8]>,
+        rev: i64,
+        out: &mut Vec<Delta>,
+    ) {
         let floor = match key {
-            Key::Block(_) => self.blocks_revision,
-            _ => self.revision,
+            Key::Block(_) => floors.1,
+            _ => floors.0,
         };
         if rev > floor {
             self.apply(key, value, rev, out);
         }
-        self.revision = self.revision.max(rev);
-        self.blocks_revision = self.blocks_revision.max(self.revision);
     }
 
     /// Applies a put (`Some(value)`) or delete of `key`.
@@ -384,14 +392,19 @@ impl Fleet {
     fn apply_events(&self, svc: &Service, events: &[etcd_client::Event]) {
         let mut deltas = Vec::new();
         let mut view = self.view();
+        let floors = (view.revision, view.blocks_revision);
+        let mut last = view.revision;
         for ev in events {
             let Some(kv) = ev.kv() else { continue };
+            last = last.max(kv.mod_revision());
             let Some(key) = self.keys.parse(kv.key()) else {
                 continue;
             };
             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-            view.event(key, value, kv.mod_revision(), &mut deltas);
+            view.event(floors, key, value, kv.mod_revision(), &mut deltas);
         }
+        view.revision = last;
+        view.blocks_revision = view.blocks_revision.max(last);
         let revision = view.blocks_revision;
         svc.with_foreign(|f| apply_deltas(f, &deltas, revision));
     }
