@@ -131,7 +131,11 @@ pub async fn run(
                 ));
                 (stop, serving)
             });
+            let fleet = s.svc.fleet().cloned();
             server::run(bound.listener, s.svc, serve.limits, shutdown).await;
+            if let Some(fleet) = fleet {
+                fleet.leave().await;
+            }
             if let Some((stop, serving)) = metrics {
                 let _ = stop.send(());
                 let _ = serving.await;

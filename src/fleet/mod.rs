@@ -66,6 +66,8 @@ pub struct Fleet {
     synced: std::sync::atomic::AtomicBool,
     /// Why the start-up sync refused to finish, if it did.
     sync_error: Mutex<Option<String>>,
+    /// The etcd lease this host's alive key is bound to.
+    lease: Mutex<Option<i64>>,
     /// Round trips, conflicts, retries and errors (metrics, status).
     pub stats: conn::EtcdStats,
 }
@@ -83,6 +85,7 @@ impl Fleet {
             tidy: tokio::sync::Notify::new(),
             synced: std::sync::atomic::AtomicBool::new(false),
             sync_error: Mutex::new(None),
+            lease: Mutex::new(None),
             stats: conn::EtcdStats::default(),
         }
     }
@@ -97,6 +100,18 @@ impl Fleet {
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// On a clean stop: ends the heartbeat at once (revokes the alive
+    /// key's lease), so the host shows as gone and can be forgotten.
+    pub async fn leave(&self) {
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(id) = lease {
+            let _ = self
+                .conn
+                .call(&self.stats, |mut c| async move { c.lease_revoke(id).await })
+                .await;
+        }
     }
 
     /// Asks the tidy pass to run soon.

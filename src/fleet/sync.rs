@@ -292,7 +292,8 @@ async fn follow_tree(fleet: &Fleet, svc: &Service, warned: &mut Option<crate::ip
 }
 
 /// Heartbeat: the host record, and the alive key on a short lease.
-async fn heartbeat(fleet: &Fleet, lease: &mut Option<i64>) -> Result<(), FleetError> {
+async fn heartbeat(fleet: &Fleet) -> Result<(), FleetError> {
+    let lease = *fleet.lease.lock().unwrap_or_else(|p| p.into_inner());
     let me = fleet.host_id().to_string();
     let seen = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -310,7 +311,7 @@ async fn heartbeat(fleet: &Fleet, lease: &mut Option<i64>) -> Result<(), FleetEr
             c.put(key, value, None).await
         })
         .await?;
-    if let Some(id) = *lease {
+    if let Some(id) = lease {
         let alive = fleet
             .conn
             .call(&fleet.stats, |mut c| async move {
@@ -338,7 +339,7 @@ async fn heartbeat(fleet: &Fleet, lease: &mut Option<i64>) -> Result<(), FleetEr
                 .await
         })
         .await?;
-    *lease = Some(id);
+    *fleet.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
     Ok(())
 }
 
@@ -367,14 +368,12 @@ pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains, publi
             log::info!("fleet: host {} in sync with etcd", fleet.host_id());
         }
     }
-    let mut lease = None;
     let mut bad_tree = None;
     let mut beat = tokio::time::Instant::now() - Duration::from_secs(60);
     loop {
         if beat.elapsed() >= Duration::from_secs(3) {
-            if let Err(e) = heartbeat(&fleet, &mut lease).await {
+            if let Err(e) = heartbeat(&fleet).await {
                 log::debug!("fleet heartbeat: {e}");
-                lease = None;
             }
             beat = tokio::time::Instant::now();
         }
