@@ -113,14 +113,15 @@ pub async fn forget(svc: &Service, body: &[u8]) -> Result<FleetForgetResponse, E
     }
     let fleet = fleet_of(svc)?;
     let out = fleet.forget(&req.host).await?;
+    let wire = forgotten(out);
     log::info!(
-        "fleet: forgot host {}: {} blocks, {} shared addresses, left {:?}",
-        out.host,
-        out.blocks.len(),
-        out.shared_addresses,
-        out.shared_left
+        "fleet: host {} forgotten: blocks released [{}], shared networks left [{}], shared addresses released: {}",
+        wire.host,
+        wire.blocks.join(", "),
+        wire.shared_left.join(", "),
+        wire.shared_addresses
     );
-    Ok(forgotten(out))
+    Ok(wire)
 }
 
 #[cfg(test)]
