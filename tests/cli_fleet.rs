@@ -1,7 +1,8 @@
 //! `gipam fleet` and `/Gipam.Fleet` against a real gipam on a temporary
-//! socket that is not in fleet mode: the error names why and what to do,
-//! on the socket and from the CLI, and the usage lists the commands.
-//! The fleet itself against a real etcd is tests/fleet.rs.
+//! socket: not in fleet mode, the error names why and what to do, on the
+//! socket and from the CLI; in fleet mode with an etcd that does not
+//! answer, the commands still answer and say so. The usage lists the
+//! commands. The fleet itself against a real etcd is tests/fleet.rs.
 
 mod common;
 
@@ -81,6 +82,60 @@ fn gipam_fleet_outside_fleet_mode_says_why_and_exits_1() {
     assert!(
         e.starts_with("gipam fleet: cannot reach gipam on /nonexistent/gipam.sock")
             && e.contains("--socket or SOCKET"),
+        "{e}"
+    );
+}
+
+/// A loopback port nothing listens on (free a moment ago).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+#[test]
+fn in_fleet_mode_without_etcd_the_commands_say_etcd_is_failing() {
+    let etcd = format!("http://127.0.0.1:{}", dead_port());
+    let d = Daemon::start(&[
+        "--v4",
+        "10.216.0.0/16",
+        "--etcd-endpoints",
+        &etcd,
+        "--etcd-timeout",
+        "1",
+        "--host-id",
+        "a",
+    ]);
+    let sock = d.socket.to_str().expect("utf-8 path");
+    let o = gipam(&["fleet", "--socket", sock]);
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(
+            "no hosts in the fleet yet\n\nno shared networks\n\nthis host: a; 0 hosts, 0 alive\n"
+        ) && out.contains("etcd: failing: ")
+            && out.ends_with(&format!("(endpoints {etcd}, view at revision 0)\n")),
+        "{out}"
+    );
+    let o = gipam(&["fleet", "--json", "--socket", sock]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        (&v["Host"], &v["EtcdOk"], &v["Endpoints"], &v["Hosts"]),
+        (&json!("a"), &json!(false), &json!([etcd]), &json!([])),
+        "{v}"
+    );
+    let o = gipam(&["status", "--socket", sock]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("fleet: host a, etcd failing: ") && out.contains(", 0 hosts (revision 0; "),
+        "{out}"
+    );
+    let e = stderr(&gipam(&["fleet", "forget", "a", "--socket", sock]));
+    assert!(e.contains("host a is this host"), "{e}");
+    let e = stderr(&gipam(&["fleet", "forget", "b", "--socket", sock]));
+    assert!(
+        e.contains("the fleet has no host b; gipam fleet lists the hosts"),
         "{e}"
     );
 }
