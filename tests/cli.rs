@@ -67,7 +67,10 @@ fn status_prints_a_table_with_totals_and_the_store() {
     let out = stdout(&gipam(&["status", "--socket", sock(&d)]));
     let lines: Vec<&str> = out.lines().collect();
     assert!(
-        lines[0].starts_with("POOL") && lines[0].contains("FAMILY") && lines[0].ends_with("KIND"),
+        lines[0].starts_with("POOL")
+            && lines[0].contains("FAMILY")
+            && lines[0].contains("KIND")
+            && lines[0].ends_with("SHARED/OWNER"),
         "{out}"
     );
     let row = |id: &str| {
@@ -78,7 +81,7 @@ fn status_prints_a_table_with_totals_and_the_store() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    // POOL NETWORK FAMILY SIZE USED FREE [bar] PERCENT KIND
+    // POOL NETWORK FAMILY SIZE USED FREE [bar] PERCENT KIND SHARED/OWNER
     assert_eq!(
         row("LocalDefault/10.213.0.0/24"),
         [
@@ -90,7 +93,8 @@ fn status_prints_a_table_with_totals_and_the_store() {
             "252",
             "[#.........]",
             "0%",
-            "auto"
+            "auto",
+            "-"
         ]
     );
     assert_eq!(
@@ -104,7 +108,8 @@ fn status_prints_a_table_with_totals_and_the_store() {
             "13",
             "[#.........]",
             "7%",
-            "explicit"
+            "explicit",
+            "-"
         ]
     );
     assert_eq!(
@@ -147,6 +152,9 @@ fn status_json_has_the_documented_shape() {
         ("Free", json!(252)),
         ("Auto", json!(true)),
         ("Network", Value::Null),
+        ("Shared", Value::Null),
+        ("Owner", Value::Null),
+        ("TreePool", Value::Null),
     ] {
         assert_eq!(p[k], want, "{k} in {p}");
     }
@@ -168,6 +176,8 @@ fn status_json_has_the_documented_shape() {
     ] {
         assert!(v["Store"].get(k).is_some(), "Store.{k} missing: {v}");
     }
+    // Not in fleet mode: the key is there, null.
+    assert_eq!(v.get("Fleet"), Some(&Value::Null), "{v}");
     assert!(
         v["Docker"].as_str().is_some_and(|e| e.contains(NO_DOCKER)),
         "{v}"

@@ -24,7 +24,7 @@ const ENDPOINT_NAME: &str = "com.docker.network.endpoint.name";
 
 /// Decodes a request body; an empty body is refused for calls that change
 /// state (a retried call may replay a drained body, protocol doc §1.3).
-fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, Error> {
+pub(super) fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::BadRequest(format!(
             "{method} request body is empty; send a JSON object"
@@ -213,25 +213,47 @@ pub async fn release_address(svc: &Service, body: &[u8]) -> Result<Empty, Error>
     Ok(Empty {})
 }
 
-/// `/Gipam.Status`: held pools with their size and use, the main pools
-/// and the store (F11, read-only). The pools are copied under the lock in
-/// one pass (`Service::usage`); the store's figures are atomics.
+/// `/Gipam.Status`: held pools with their size, use and labels, the main
+/// pools, the store and the fleet (F11, read-only). The pools are copied
+/// under the lock in one pass (what `Service::usage` copies, plus the
+/// labels) and formatted after it is let go; the store's figures are
+/// atomics.
 pub fn status(svc: &Service) -> StatusResponse {
-    let usage = svc.usage();
-    let pools: Vec<PoolStatus> = usage
-        .pools
-        .iter()
-        .map(|p| PoolStatus {
-            pool_id: p.id.to_string(),
-            pool: p.id.subnet.to_string(),
-            auto: p.auto,
-            leases: p.leases,
-            family: match ipam::Family::of_net(&p.id.subnet) {
-                ipam::Family::V4 => "IPv4",
-                ipam::Family::V6 => "IPv6",
+    type Row = (PoolId, bool, usize, [Option<Box<str>>; 3]);
+    let (rows, v4, v6): (Vec<Row>, _, _) = {
+        let ipam = svc.ipam();
+        let rows = ipam
+            .state()
+            .pools()
+            .map(|p| {
+                let labels = [p.shared.clone(), p.owner.clone(), p.tree_pool.clone()];
+                (p.id.clone(), p.auto, p.lease_count(), labels)
+            })
+            .collect();
+        (
+            rows,
+            ipam.mains(ipam::Family::V4),
+            ipam.mains(ipam::Family::V6),
+        )
+    };
+    let pools: Vec<PoolStatus> = rows
+        .into_iter()
+        .map(
+            |(id, auto, leases, [shared, owner, tree_pool])| PoolStatus {
+                pool_id: id.to_string(),
+                pool: id.subnet.to_string(),
+                auto,
+                leases,
+                family: match ipam::Family::of_net(&id.subnet) {
+                    ipam::Family::V4 => "IPv4",
+                    ipam::Family::V6 => "IPv6",
+                },
+                size: ipam::usable_count(&id.subnet),
+                shared: shared.map(String::from),
+                owner: owner.map(String::from),
+                tree_pool: tree_pool.map(String::from),
             },
-            size: p.size,
-        })
+        )
         .collect();
     let st = svc.store_stats();
     let names = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect();
@@ -239,8 +261,8 @@ pub fn status(svc: &Service) -> StatusResponse {
         leases: pools.iter().map(|p| p.leases).sum(),
         pools,
         mains: MainsStatus {
-            v4: names(&usage.v4),
-            v6: names(&usage.v6),
+            v4: names(&v4),
+            v6: names(&v6),
         },
         store: StoreStatus {
             journal_bytes: st.journal_bytes,
@@ -254,6 +276,7 @@ pub fn status(svc: &Service) -> StatusResponse {
             last_fsync_seconds: st.last_fsync.map(|d| d.as_secs_f64()),
             errors: st.errors,
         },
+        fleet: super::fleet::status(svc),
     }
 }
 

@@ -14,6 +14,7 @@
 //! `docker network create` and `docker run` show it. Nothing is parsed,
 //! allocated or written in that mode.
 
+mod fleet;
 mod handlers;
 mod pools;
 pub mod server;
@@ -145,6 +146,8 @@ async fn dispatch(
             | "/Gipam.Leases"
             | "/Gipam.Pools"
             | "/Gipam.ApplyPools"
+            | "/Gipam.Fleet"
+            | "/Gipam.FleetForget"
     );
     if !known {
         return Err(Error::NotFound(path.to_string()));
@@ -174,6 +177,8 @@ async fn dispatch(
         "/Gipam.Leases" => json(handlers::leases(svc)),
         "/Gipam.Pools" => json(pools::pools(svc)),
         "/Gipam.ApplyPools" => json(pools::apply_pools(svc, body).await?),
+        "/Gipam.Fleet" => json(fleet::fleet(svc)?),
+        "/Gipam.FleetForget" => json(fleet::forget(svc, body).await?),
         _ => json(handlers::release_address(svc, body).await?),
     }
 }

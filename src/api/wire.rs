@@ -132,6 +132,9 @@ pub struct StatusResponse {
     pub mains: MainsStatus,
     #[serde(rename = "Store")]
     pub store: StoreStatus,
+    /// This host's part in the fleet; null when not in fleet mode (F9).
+    #[serde(rename = "Fleet")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// One held pool in `/Gipam.Status`.
@@ -152,10 +155,19 @@ pub struct PoolStatus {
     /// pools larger than a /75).
     #[serde(rename = "Size")]
     pub size: u128,
+    /// The fleet-wide network it belongs to (`shared=NAME`), else null.
+    #[serde(rename = "Shared")]
+    pub shared: Option<String>,
+    /// The owner given with `--ipam-opt id=`, else null.
+    #[serde(rename = "Owner")]
+    pub owner: Option<String>,
+    /// The tree pool it was drawn from (F7), else null.
+    #[serde(rename = "TreePool")]
+    pub tree_pool: Option<String>,
 }
 
-/// The main pools in `/Gipam.Status`.
-#[derive(Debug, Serialize)]
+/// The main pools in `/Gipam.Status` and `/Gipam.Fleet`.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct MainsStatus {
     #[serde(rename = "V4")]
     pub v4: Vec<String>,
@@ -182,6 +194,127 @@ pub struct StoreStatus {
     /// Failed journal writes and snapshots since gipam started.
     #[serde(rename = "Errors")]
     pub errors: u64,
+}
+
+/// The fleet in `/Gipam.Status`: this host, etcd's health and what the
+/// etcd calls did since start.
+#[derive(Debug, Serialize)]
+pub struct FleetStatus {
+    #[serde(rename = "Host")]
+    pub host: String,
+    /// Whether the last etcd call succeeded.
+    #[serde(rename = "EtcdOk")]
+    pub etcd_ok: bool,
+    /// Why the last etcd call failed; null when it did not.
+    #[serde(rename = "EtcdError")]
+    pub etcd_error: Option<String>,
+    #[serde(rename = "Endpoints")]
+    pub endpoints: Vec<String>,
+    /// The etcd revision this host's view of the fleet is current at.
+    #[serde(rename = "Revision")]
+    pub revision: i64,
+    /// Hosts the fleet knows (alive or not).
+    #[serde(rename = "Hosts")]
+    pub hosts: usize,
+    /// etcd calls made since start.
+    #[serde(rename = "RoundTrips")]
+    pub round_trips: u64,
+    /// How long the last one took, seconds; null when none.
+    #[serde(rename = "LastRoundTripSeconds")]
+    pub last_round_trip_seconds: Option<f64>,
+    /// Claims another host won first.
+    #[serde(rename = "Conflicts")]
+    pub conflicts: u64,
+    #[serde(rename = "Retries")]
+    pub retries: u64,
+    /// etcd calls that failed or timed out.
+    #[serde(rename = "Errors")]
+    pub errors: u64,
+}
+
+/// `/Gipam.Fleet` response: the fleet as this host sees it (F9, F11).
+/// Fields are only ever added; the CLI decodes it too.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FleetResponse {
+    /// This host.
+    #[serde(rename = "Host")]
+    pub host: String,
+    /// The etcd revision the view is current at.
+    #[serde(rename = "Revision")]
+    pub revision: i64,
+    #[serde(rename = "EtcdOk")]
+    pub etcd_ok: bool,
+    #[serde(rename = "EtcdError")]
+    pub etcd_error: Option<String>,
+    #[serde(rename = "Endpoints")]
+    pub endpoints: Vec<String>,
+    /// Every host the fleet knows, by name.
+    #[serde(rename = "Hosts")]
+    pub hosts: Vec<FleetHost>,
+    /// Every shared network, by name.
+    #[serde(rename = "Shared")]
+    pub shared: Vec<FleetShared>,
+    /// The main pools the fleet runs with; null before the first host set them.
+    #[serde(rename = "Mains")]
+    pub mains: Option<MainsStatus>,
+}
+
+/// One host in `/Gipam.Fleet`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FleetHost {
+    #[serde(rename = "Host")]
+    pub host: String,
+    /// Its gipam runs (keeps its heartbeat lease in etcd).
+    #[serde(rename = "Alive")]
+    pub alive: bool,
+    /// Its last heartbeat, Unix seconds; null when it never wrote one.
+    #[serde(rename = "LastSeen")]
+    pub last_seen: Option<u64>,
+    /// The blocks it holds (not shared networks).
+    #[serde(rename = "Blocks")]
+    pub blocks: Vec<String>,
+    /// The shared networks it holds.
+    #[serde(rename = "Shared")]
+    pub shared: Vec<String>,
+    /// Addresses it holds in shared networks.
+    #[serde(rename = "SharedAddresses")]
+    pub shared_addresses: usize,
+}
+
+/// One shared network in `/Gipam.Fleet`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FleetShared {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Subnet")]
+    pub subnet: String,
+    #[serde(rename = "Gateway")]
+    pub gateway: Option<String>,
+    /// Hosts holding it; it goes when the last one releases it.
+    #[serde(rename = "Holders")]
+    pub holders: Vec<String>,
+}
+
+/// `/Gipam.FleetForget` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FleetForgetRequest {
+    #[serde(rename = "Host", deserialize_with = "nullable")]
+    pub host: String,
+}
+
+/// `/Gipam.FleetForget` response: what was released.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FleetForgetResponse {
+    #[serde(rename = "Host")]
+    pub host: String,
+    #[serde(rename = "Blocks")]
+    pub blocks: Vec<String>,
+    /// Shared networks it no longer holds (gone when it was the last).
+    #[serde(rename = "SharedLeft")]
+    pub shared_left: Vec<String>,
+    #[serde(rename = "SharedAddresses")]
+    pub shared_addresses: usize,
 }
 
 /// `/Gipam.Leases` response.

@@ -1,5 +1,6 @@
 //! The `gipam` binary as a client of the running plugin (F11):
-//! `gipam pools show|apply`, `status`, `leases`, `reconcile` and `import`.
+//! `gipam pools show|apply`, `status`, `leases`, `fleet`, `reconcile` and
+//! `import`.
 //! With no subcommand (only flags) or `serve`, the binary is the daemon, as
 //! it always was.
 //!
@@ -8,11 +9,12 @@
 //! - [`http`]: one request over that socket (the pools commands);
 //!   `client`: the same for the operator's commands, with chunked replies.
 //! - [`pools`]: the `pools` subcommands and their tables.
-//! - [`ops`]: `status`, `leases`, `reconcile`, `import`; [`docker`] reads
+//! - [`ops`]: `status`, `leases`, `fleet`, `reconcile`, `import`; [`docker`] reads
 //!   Docker's networks for them (never from inside the daemon).
 
 mod client;
 pub mod docker;
+pub mod fleet;
 mod http;
 pub mod import;
 pub mod leases;

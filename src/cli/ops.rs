@@ -1,4 +1,4 @@
-//! The operator's subcommands: `status`, `leases` and `reconcile` talk to
+//! The operator's subcommands: `status`, `leases`, `fleet` and `reconcile` talk to
 //! the running gipam over its socket (found by [`super::socket::find`]:
 //! `--socket`, else SOCKET, else the legacy path, else the one enabled
 //! managed plugin's); `import` writes a new state directory offline.
@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{import, leases, reconcile, socket, status};
+use super::{fleet, import, leases, reconcile, socket, status};
 
 /// The subcommands this module runs.
-pub const COMMANDS: [&str; 4] = ["status", "leases", "reconcile", "import"];
+pub const COMMANDS: [&str; 5] = ["status", "leases", "fleet", "reconcile", "import"];
 
 const USAGE: &str = "usage:
   gipam status [--json] [--socket PATH]
   gipam leases [POOL] [--json] [--socket PATH]     POOL: a PoolID, subnet or network name
+  gipam fleet [--json] [--socket PATH]             fleet mode: the hosts, what they hold, etcd
+  gipam fleet forget HOST [--json] [--socket PATH]  release what a host gone for good held
   gipam reconcile [--apply] [--json] [--settle SECONDS] [--socket PATH]
   gipam import FILE [--state-dir DIR]              the original gipam's lease file, gipam stopped
 ";
@@ -101,6 +103,19 @@ pub fn main(args: &[String], root: &Path) -> Option<ExitCode> {
             "leases" => extra(1).and_then(|_| {
                 leases::run(&socket()?, a.positional.first().map(String::as_str), a.json)
             }),
+            "fleet" => match a.positional.first().map(String::as_str) {
+                None => fleet::run(&socket()?, a.json),
+                Some("forget") => {
+                    extra(2)?;
+                    let host = a.positional.get(1).ok_or_else(|| {
+                        format!("forget needs the HOST to release (gipam fleet lists them)\n{USAGE}")
+                    })?;
+                    fleet::forget(&socket()?, host, a.json)
+                }
+                Some(other) => Err(format!(
+                    "unknown fleet command {other:?}; gipam fleet lists the hosts, gipam fleet forget HOST releases one\n{USAGE}"
+                )),
+            },
             "reconcile" => extra(0).and_then(|_| {
                 reconcile::run(
                     &socket()?,

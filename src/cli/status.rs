@@ -1,8 +1,10 @@
 //! `gipam status [--json]`: every held pool with its network, family,
 //! size, used and free addresses (with a bar) and whether gipam chose it
-//! (auto) or Docker named it (explicit); totals per family; the store's
-//! journal, last snapshot and last fsync. Network names come from Docker
-//! when it answers, else the PoolID stands alone.
+//! (auto) or Docker named it (explicit) and its shared network or owner
+//! (`shared=NAME`, `id=OWNER`); totals per family; the store's journal,
+//! last snapshot and last fsync; in fleet mode, this host, etcd's health
+//! and the hosts. Network names come from Docker when it answers, else the
+//! PoolID stands alone.
 //!
 //! `--json` prints one object of a stable shape (fields are only added):
 //! `/Gipam.Status` as the daemon answers it, with `Network` (a name or
@@ -67,6 +69,53 @@ pub fn collect(socket: &Path) -> Result<Value, String> {
     Ok(status)
 }
 
+/// A pool's `shared=NAME` and `id=OWNER`, as `--ipam-opt` gave them; `-`
+/// for neither.
+fn labels(p: &Value) -> String {
+    let v: Vec<String> = [("Shared", "shared"), ("Owner", "id")]
+        .iter()
+        .filter_map(|(k, opt)| {
+            p.get(*k)
+                .and_then(Value::as_str)
+                .map(|v| format!("{opt}={v}"))
+        })
+        .collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+/// `fleet: host a, etcd ok, 3 hosts (…)` from the status's `Fleet`.
+fn fleet_line(f: &Value) -> String {
+    let etcd = match (
+        f.get("EtcdOk").and_then(Value::as_bool).unwrap_or(false),
+        f.get("EtcdError").and_then(Value::as_str),
+    ) {
+        (true, _) => "etcd ok".to_string(),
+        (false, Some(e)) => format!("etcd failing: {e}"),
+        (false, None) => "etcd not answered yet".to_string(),
+    };
+    let last = match f.get("LastRoundTripSeconds").and_then(Value::as_f64) {
+        Some(s) => format!(", last {:.2} ms", s * 1e3),
+        None => String::new(),
+    };
+    format!(
+        "fleet: host {}, {etcd}, {} (revision {}; {}{last}; {}, {}, {})\n",
+        text(f, "Host"),
+        table::plural(num(f, "Hosts"), "host"),
+        f.get("Revision").and_then(Value::as_i64).unwrap_or(0),
+        table::plural(num(f, "RoundTrips"), "etcd round trip"),
+        table::plural(num(f, "Conflicts"), "conflict"),
+        match num(f, "Retries") {
+            1 => "1 retry".to_string(),
+            n => format!("{n} retries"),
+        },
+        table::plural(num(f, "Errors"), "error"),
+    )
+}
+
 /// The table a person reads.
 pub fn render(status: &Value) -> String {
     let pools = status
@@ -98,12 +147,21 @@ pub fn render(status: &Value) -> String {
                     } else {
                         "explicit".into()
                     },
+                    labels(p),
                 ]
             })
             .collect();
         out.push_str(&table::render(
             &[
-                "POOL", "NETWORK", "FAMILY", "SIZE", "USED", "FREE", "USE", "KIND",
+                "POOL",
+                "NETWORK",
+                "FAMILY",
+                "SIZE",
+                "USED",
+                "FREE",
+                "USE",
+                "KIND",
+                "SHARED/OWNER",
             ],
             &rows,
         ));
@@ -167,6 +225,9 @@ pub fn render(status: &Value) -> String {
             table::plural(num(s, "Errors"), "error")
         ));
     }
+    if let Some(f) = status.get("Fleet").filter(|f| f.is_object()) {
+        out.push_str(&fleet_line(f));
+    }
     if let Some(e) = status.get("Docker").and_then(Value::as_str) {
         out.push_str(&format!("network names unknown: {e}\n"));
     }
@@ -185,4 +246,71 @@ pub fn run(socket: &Path, json: bool) -> Result<(), String> {
         print!("{}", render(&status));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn pools_show_their_shared_network_or_owner_and_the_fleet_a_line() {
+        let pool = |id: &str, shared: Option<&str>, owner: Option<&str>| {
+            json!({"PoolID": id, "Pool": "10.77.0.0/24", "Family": "IPv4", "Size": 254,
+                   "Leases": 1, "Auto": true, "Shared": shared, "Owner": owner, "TreePool": null})
+        };
+        let status = json!({
+            "Pools": [
+                pool("LocalDefault/10.77.0.0/24", Some("n1"), None),
+                pool("LocalDefault/10.77.1.0/24", None, Some("web")),
+                pool("LocalDefault/10.77.2.0/24", Some("n2"), Some("db")),
+                pool("LocalDefault/10.77.3.0/24", None, None),
+            ],
+            "Leases": 4,
+            "Fleet": {"Host": "a", "EtcdOk": true, "EtcdError": null, "Endpoints": ["http://e1:2379"],
+                      "Revision": 42, "Hosts": 3, "RoundTrips": 120, "LastRoundTripSeconds": 0.0012,
+                      "Conflicts": 1, "Retries": 1, "Errors": 0},
+        });
+        let out = super::render(&status);
+        let last_column = |id: &str| {
+            let line = out.lines().find(|l| l.starts_with(id)).expect(id);
+            line.split_whitespace().last().map(str::to_string)
+        };
+        assert!(
+            out.lines()
+                .next()
+                .is_some_and(|h| h.ends_with("SHARED/OWNER")),
+            "{out}"
+        );
+        assert_eq!(
+            last_column("LocalDefault/10.77.0.0/24").as_deref(),
+            Some("shared=n1")
+        );
+        assert_eq!(
+            last_column("LocalDefault/10.77.1.0/24").as_deref(),
+            Some("id=web")
+        );
+        assert_eq!(
+            last_column("LocalDefault/10.77.2.0/24").as_deref(),
+            Some("shared=n2,id=db")
+        );
+        assert_eq!(
+            last_column("LocalDefault/10.77.3.0/24").as_deref(),
+            Some("-")
+        );
+        assert!(
+            out.contains("fleet: host a, etcd ok, 3 hosts (revision 42; 120 etcd round trips, last 1.20 ms; 1 conflict, 1 retry, 0 errors)\n"),
+            "{out}"
+        );
+
+        let mut failing = status.clone();
+        failing["Fleet"]["EtcdOk"] = json!(false);
+        failing["Fleet"]["EtcdError"] = json!("connection refused");
+        assert!(
+            super::render(&failing)
+                .contains("fleet: host a, etcd failing: connection refused, 3 hosts")
+        );
+        let mut local = status;
+        local["Fleet"] = json!(null);
+        assert!(!super::render(&local).contains("fleet:"));
+    }
 }

@@ -2,11 +2,13 @@
 //! official `prometheus-client` crate from one collector that reads the
 //! service at scrape time: the request and store atomics, and a copy of
 //! the pools' use taken under the allocator lock (one pass, no lease
-//! copied) and encoded after the lock is let go.
+//! copied) and encoded after the lock is let go; in fleet mode, etcd's
+//! round trips and health and the fleet's hosts.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ipnet::IpNet;
 use prometheus_client::collector::Collector;
@@ -18,6 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 use warp::Filter;
 
 use super::{ENDPOINTS, OUTCOMES};
+use crate::fleet::Fleet;
 use crate::service::Service;
 
 /// The content type of the text format the reply is in.
@@ -138,8 +141,61 @@ impl Collector for ServiceCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(stats.errors).encode(e)?;
+        if let Some(fleet) = svc.fleet() {
+            encode_fleet(fleet, &mut enc)?;
+        }
         Ok(())
     }
+}
+
+/// Fleet mode only (F9): etcd round trips, their outcomes, etcd's health
+/// and the hosts of the fleet. A local gipam shows none of these.
+fn encode_fleet(fleet: &Fleet, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let stats = &fleet.stats;
+    let e = enc.encode_descriptor(
+        "gipam_etcd_round_trip",
+        "Time each etcd call took (transactions, reads, watches opened), failed ones included.",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    stats.round_trip.encode(e)?;
+    for (name, help, value) in [
+        (
+            "gipam_etcd_conflicts",
+            "Fleet claims another host won first (the transaction's compare failed).",
+            &stats.conflicts,
+        ),
+        (
+            "gipam_etcd_retries",
+            "Fleet requests planned again after a conflict.",
+            &stats.retries,
+        ),
+        (
+            "gipam_etcd_errors",
+            "etcd calls that failed or did not answer within ETCD_TIMEOUT.",
+            &stats.errors,
+        ),
+    ] {
+        let e = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value.load(Ordering::Relaxed)).encode(e)?;
+    }
+    // One copy of the view; encoded after its lock is let go.
+    let snapshot = fleet.snapshot();
+    let e = enc.encode_descriptor(
+        "gipam_etcd_up",
+        "1 when the last etcd call succeeded, else 0.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::from(snapshot.etcd_ok)).encode(e)?;
+    let e = enc.encode_descriptor(
+        "gipam_fleet_hosts",
+        "Hosts the fleet knows, alive or not (gipam fleet lists them).",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(snapshot.hosts.len() as i64).encode(e)?;
+    Ok(())
 }
 
 /// The whole exposition, as a scrape gets it.
@@ -182,4 +238,71 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         format!("METRICS_ADDRESS={addr}: cannot listen there: {e}; choose a free port or leave METRICS_ADDRESS empty")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ipam::{Ipam, Settings};
+    use crate::store::{LocalStore, Store};
+
+    /// A service on a fresh state in `dir`; in fleet mode (its etcd never
+    /// contacted) with `fleet`.
+    fn service(dir: &std::path::Path, fleet: bool) -> Arc<Service> {
+        let (store, state) = LocalStore::open(dir).expect("open");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let settings = Settings {
+            v4: vec!["10.78.0.0/16".parse().expect("net")],
+            v6: vec![],
+            v4ab: 24,
+            v6ab: 64,
+        };
+        let svc = Service::new(Ipam::new(settings, state).expect("ipam"), store);
+        if !fleet {
+            return Arc::new(svc);
+        }
+        let fleet = Fleet::new(crate::config::FleetConfig {
+            endpoints: vec!["http://127.0.0.1:9".into()],
+            prefix: "/gipam".into(),
+            ca: None,
+            identity: None,
+            user: None,
+            timeout: Duration::from_secs(1),
+            host_id: "a".into(),
+        });
+        fleet.stats.round_trip.observe(Duration::from_millis(2));
+        fleet.stats.conflicts.store(3, Ordering::Relaxed);
+        fleet.stats.retries.store(2, Ordering::Relaxed);
+        fleet.stats.errors.store(1, Ordering::Relaxed);
+        Arc::new(svc.in_fleet(Arc::new(fleet)))
+    }
+
+    #[test]
+    fn fleet_metrics_appear_in_fleet_mode_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let local = render(&service(&dir.path().join("local"), false)).expect("render");
+        assert!(
+            !local.contains("gipam_etcd") && !local.contains("gipam_fleet"),
+            "{local}"
+        );
+
+        let out = render(&service(&dir.path().join("fleet"), true)).expect("render");
+        for line in [
+            "# TYPE gipam_etcd_round_trip_seconds histogram",
+            "gipam_etcd_round_trip_seconds_count 1",
+            "gipam_etcd_round_trip_seconds_bucket{le=\"0.0025\"} 1",
+            "# TYPE gipam_etcd_conflicts_total counter",
+            "gipam_etcd_conflicts_total 3",
+            "gipam_etcd_retries_total 2",
+            "gipam_etcd_errors_total 1",
+            "# TYPE gipam_etcd_up gauge",
+            "gipam_etcd_up 0",
+            "# TYPE gipam_fleet_hosts gauge",
+            "gipam_fleet_hosts 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+    }
 }
