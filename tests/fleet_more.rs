@@ -348,3 +348,83 @@ fn a_shared_network_with_an_explicit_gateway_shares_it_and_no_container_gets_it(
         assert_eq!(status, 500, "{v}");
     }
 }
+
+/// `gipam fleet …` against host `d`'s socket: (exit ok, stdout, stderr).
+fn fleet_cli(d: &common::Daemon, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gipam"))
+        .arg("fleet")
+        .args(args)
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_host_gone_for_good_is_forgotten_explicitly_and_never_while_alive() {
+    let cluster = Cluster::start(3);
+    let ep = cluster.endpoints_csv();
+    let a = host(&ep, "fa", &[]);
+    let mut b = host(&ep, "fb", &[]);
+    let mut cb = b.client();
+    let (status, v) = cb
+        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .unwrap();
+    let b_net = granted(status, &v).expect("b's pool");
+    for d in [&a, &b] {
+        let (status, v) = d
+            .client()
+            .call(
+                "IpamDriver.RequestPool",
+                &pool_req("10.61.9.0/24", json!({"shared": "both"})),
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{v}");
+    }
+    let addr = json!({"PoolID": "LocalDefault/10.61.9.0/24", "Address": "", "Options": {}});
+    let (status, _) = cb.call("IpamDriver.RequestAddress", &addr).unwrap();
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, table, err) = fleet_cli(&a, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("fb") && table.contains(&b_net.to_string()),
+        "{table}"
+    );
+    // b is alive: refused.
+    let (ok, _, err) = fleet_cli(&a, &["forget", "fb"]);
+    assert!(!ok && err.contains("alive"), "{err}");
+    // b stops (for good); a forgets it, and its block is free for a.
+    assert!(b.stop());
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, out, err) = fleet_cli(&a, &["forget", "fb", "--json"]);
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Blocks"], json!([b_net.to_string()]), "{v}");
+    assert_eq!(v["SharedLeft"], json!(["both"]), "{v}");
+    assert_eq!(v["SharedAddresses"], 1, "{v}");
+    let out = cluster
+        .etcdctl(&["get", "--prefix", "/gipam/", "--keys-only"])
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !keys.contains("/hosts/fb") && !keys.contains("/alive/fb"),
+        "{keys}"
+    );
+    let (status, v) = a
+        .client()
+        .call(
+            "IpamDriver.RequestPool",
+            &pool_req(&b_net.to_string(), json!({})),
+        )
+        .unwrap();
+    assert_eq!(granted(status, &v), Some(b_net), "{v}");
+    // The shared network stays a's.
+    let (status, v) = a.client().call("IpamDriver.RequestAddress", &addr).unwrap();
+    assert_eq!(status, 200, "{v}");
+}
