@@ -19,6 +19,8 @@
 mod common;
 #[path = "protocol/compaction.rs"]
 mod compaction;
+#[path = "protocol/fleet.rs"]
+mod fleet;
 #[path = "protocol/load.rs"]
 mod load;
 #[path = "protocol/state.rs"]
@@ -279,13 +281,14 @@ fn mean(samples: &[Duration]) -> Duration {
 
 // ---------------------------------------------------------------- main
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "load",
     "memory",
     "restart",
     "change",
     "compaction",
     "sticky",
+    "fleet",
 ];
 
 fn main() {
@@ -340,6 +343,9 @@ fn main() {
 
     if run("sticky") {
         sticky::remembered(&plan, &rt, &mut targets);
+    }
+    if run("fleet") {
+        fleet::fleet(&plan, &mut targets);
     }
 
     println!("\n## Targets\n");
