@@ -278,12 +278,24 @@ fn a_compaction_while_a_watch_lags_reloads_the_fleet() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = cluster.client().await;
-        let filler = "x".repeat(1024);
-        for i in 0..3000 {
-            c.put(format!("/gipam/filler/{i}"), filler.clone(), None)
-                .await
-                .expect("put filler");
+        let c = cluster.client().await;
+        // 4,000 revisions of 2 KiB: far more responses than etcd queues
+        // for a reader that does not read (its watch falls behind).
+        let filler = "x".repeat(2048);
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let (mut c, filler) = (c.clone(), filler.clone());
+                tokio::spawn(async move {
+                    for i in 0..250 {
+                        c.put(format!("/gipam/filler/{t}/{i}"), filler.clone(), None)
+                            .await
+                            .expect("put filler");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("filler task");
         }
     });
     cluster.compact();

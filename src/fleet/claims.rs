@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
 use ipnet::IpNet;
 
 use super::keys::{AddrClaim, BlockClaim, SharedNet};
@@ -12,11 +12,12 @@ use super::{Fleet, FleetError};
 use crate::ipam::{Family, net_bounds};
 
 /// How a claim ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Claim {
     Won,
     /// Something it compared against had changed: someone else was first.
-    Lost,
+    /// The keys the transaction read back when it lost (what won).
+    Lost(Vec<etcd_client::KeyValue>),
 }
 
 /// Supernets longer than this are covered by one range compare instead
@@ -53,10 +54,20 @@ impl Fleet {
         out
     }
 
+    /// Reads back the blocks starting inside `net` (when a claim loses,
+    /// usually the one that won).
+    fn read_blocks_in(&self, net: &IpNet) -> TxnOp {
+        let (lo, hi) = self.keys.blocks_starting_in(net);
+        TxnOp::get(lo, Some(GetOptions::new().with_range(hi)))
+    }
+
     async fn txn(&self, txn: Txn) -> Result<Claim, FleetError> {
         let resp = self
             .conn
-            .call(&self.stats, |mut c| async move { c.txn(txn).await })
+            .call_again(&self.stats, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await?;
         if resp.succeeded() {
             return Ok(Claim::Won);
@@ -64,7 +75,13 @@ impl Fleet {
         self.stats
             .conflicts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Claim::Lost)
+        let mut read = Vec::new();
+        for r in resp.op_responses() {
+            if let TxnOpResponse::Get(g) = r {
+                read.extend(g.kvs().iter().cloned());
+            }
+        }
+        Ok(Claim::Lost(read))
     }
 
     /// Claims `net` for this host.
@@ -76,7 +93,8 @@ impl Fleet {
         };
         let txn = Txn::new()
             .when(self.block_compares(&net, revision))
-            .and_then([TxnOp::put(self.keys.block(&net), json(&claim), None)]);
+            .and_then([TxnOp::put(self.keys.block(&net), json(&claim), None)])
+            .or_else([self.read_blocks_in(&net)]);
         self.txn(txn).await
     }
 
@@ -104,10 +122,16 @@ impl Fleet {
             CompareOp::Equal,
             0,
         ));
-        let txn = Txn::new().when(when).and_then([
-            TxnOp::put(self.keys.block(&net), json(&claim), None),
-            TxnOp::put(self.keys.shared(name), json(&shared), None),
-        ]);
+        let txn = Txn::new()
+            .when(when)
+            .and_then([
+                TxnOp::put(self.keys.block(&net), json(&claim), None),
+                TxnOp::put(self.keys.shared(name), json(&shared), None),
+            ])
+            .or_else([
+                self.read_blocks_in(&net),
+                TxnOp::get(self.keys.shared(name), None),
+            ]);
         self.txn(txn).await
     }
 
@@ -129,7 +153,8 @@ impl Fleet {
                 CompareOp::Equal,
                 revision,
             )])
-            .and_then([TxnOp::put(self.keys.shared(name), json(&shared), None)]);
+            .and_then([TxnOp::put(self.keys.shared(name), json(&shared), None)])
+            .or_else([TxnOp::get(self.keys.shared(name), None)]);
         self.txn(txn).await
     }
 
@@ -199,7 +224,11 @@ impl Fleet {
                 Compare::version(key.clone(), CompareOp::Equal, 0),
                 Compare::version(self.keys.shared(name), CompareOp::Greater, 0),
             ])
-            .and_then([TxnOp::put(key, json(&claim), None)]);
+            .and_then([TxnOp::put(key.clone(), json(&claim), None)])
+            .or_else([
+                TxnOp::get(key, None),
+                TxnOp::get(self.keys.shared(name), None),
+            ]);
         self.txn(txn).await
     }
 

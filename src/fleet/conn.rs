@@ -180,9 +180,51 @@ impl Conn {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
+        let deadline = Instant::now() + self.timeout;
+        self.attempt(stats, deadline, f).await
+    }
+
+    /// Like [`Conn::call`], but tried again (within the same bound) when it
+    /// fails: the client keeps sending some requests to a member that is
+    /// down even while the others have quorum, and those fail at once.
+    /// Only for calls that may be repeated: reads, and transactions whose
+    /// compares make a repeat harmless (a repeat of one that was applied
+    /// finds its own write and loses; the tidy pass frees that claim).
+    pub(super) async fn call_again<T, F, Fut>(
+        &self,
+        stats: &EtcdStats,
+        f: F,
+    ) -> Result<T, FleetError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match self.attempt(stats, deadline, &f).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(last.unwrap_or_else(|| self.unavailable("no answer in time")))
+    }
+
+    async fn attempt<T, F, Fut>(
+        &self,
+        stats: &EtcdStats,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, FleetError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
         let client = self.client().await?;
         let started = Instant::now();
-        let out = tokio::time::timeout(self.timeout, f(client)).await;
+        let left = deadline.saturating_duration_since(started);
+        let out = tokio::time::timeout(left, f(client)).await;
         stats.round_trip.observe(started.elapsed());
         match out {
             Ok(Ok(v)) => {

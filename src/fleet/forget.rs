@@ -69,12 +69,12 @@ impl Fleet {
             ..Forgotten::default()
         };
         for (net, rev) in blocks {
-            if self.delete_if(self.keys.block(&net), rev).await? == Claim::Won {
+            if let Claim::Won = self.delete_if(self.keys.block(&net), rev).await? {
                 out.blocks.push(net);
             }
         }
         for (name, a, rev) in addrs {
-            if self.delete_if(self.keys.addr(&name, a), rev).await? == Claim::Won {
+            if let Claim::Won = self.delete_if(self.keys.addr(&name, a), rev).await? {
                 out.shared_addresses += 1;
             }
         }
@@ -86,7 +86,7 @@ impl Fleet {
             } else {
                 self.put_shared(&name, &rec, rev).await?
             };
-            if won == Claim::Won {
+            if let Claim::Won = won {
                 out.shared_left.push(name);
             }
         }

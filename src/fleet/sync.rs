@@ -85,7 +85,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
         }
         match fleet.claim_block(*net, revision).await {
             Ok(Claim::Won) => log::info!("fleet: claimed this host's pool {net}"),
-            Ok(Claim::Lost) => lost = true,
+            Ok(Claim::Lost(_)) => lost = true,
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -103,7 +103,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
         };
         match won {
             Ok(Claim::Won) => {}
-            Ok(Claim::Lost) => {
+            Ok(Claim::Lost(_)) => {
                 lost = true;
                 continue;
             }
@@ -127,7 +127,7 @@ async fn claim_local(fleet: &Fleet, svc: &Service) -> Result<bool, String> {
                 }
                 None => match fleet.claim_addr(name, *a, &me).await {
                     Ok(Claim::Won) => {}
-                    Ok(Claim::Lost) => lost = true,
+                    Ok(Claim::Lost(_)) => lost = true,
                     Err(e) => return Err(e.to_string()),
                 },
             }

@@ -239,8 +239,9 @@ impl Fleet {
         let root = self.keys.root();
         let resp = self
             .conn
-            .call(&self.stats, |mut c| async move {
-                c.get(root, Some(GetOptions::new().with_prefix())).await
+            .call_again(&self.stats, |mut c| {
+                let root = root.clone();
+                async move { c.get(root, Some(GetOptions::new().with_prefix())).await }
             })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -275,8 +276,9 @@ impl Fleet {
         let (lo, hi) = self.keys.all_blocks();
         let resp = self
             .conn
-            .call(&self.stats, |mut c| async move {
-                c.get(lo, Some(GetOptions::new().with_range(hi))).await
+            .call_again(&self.stats, |mut c| {
+                let (lo, hi) = (lo.clone(), hi.clone());
+                async move { c.get(lo, Some(GetOptions::new().with_range(hi))).await }
             })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -318,24 +320,40 @@ impl Fleet {
         for key in keys {
             let resp = self
                 .conn
-                .call(&self.stats, |mut c| async move { c.get(key, None).await })
+                .call_again(&self.stats, |mut c| {
+                    let key = key.clone();
+                    async move { c.get(key, None).await }
+                })
                 .await?;
-            let mut view = self.view();
-            let mut deltas = Vec::new();
-            for kv in resp.kvs() {
-                if kv.mod_revision() > view.revision
-                    && let Some(k) = self.keys.parse(kv.key())
-                    && !matches!(k, Key::Block(_))
-                {
-                    view.apply(k, Some(kv.value()), kv.mod_revision(), &mut deltas);
-                }
-            }
-            svc.with_foreign(|f| {
-                let rev = f.revision();
-                apply_deltas(f, &deltas, rev);
-            });
+            self.absorb(svc, resp.kvs());
         }
         Ok(())
+    }
+
+    /// Applies keys a lost transaction read back, where they are newer
+    /// than the view; returns how many were.
+    pub(crate) fn absorb(&self, svc: &Service, kvs: &[KeyValue]) -> usize {
+        let mut view = self.view();
+        let mut deltas = Vec::new();
+        let mut newer = 0;
+        for kv in kvs {
+            let Some(k) = self.keys.parse(kv.key()) else {
+                continue;
+            };
+            let floor = match k {
+                Key::Block(_) => view.blocks_revision,
+                _ => view.revision,
+            };
+            if kv.mod_revision() > floor {
+                view.apply(k, Some(kv.value()), kv.mod_revision(), &mut deltas);
+                newer += 1;
+            }
+        }
+        svc.with_foreign(|f| {
+            let rev = f.revision();
+            apply_deltas(f, &deltas, rev);
+        });
+        newer
     }
 
     /// Follows the fleet's changes from `from` until the watch ends; a

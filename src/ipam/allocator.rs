@@ -450,9 +450,12 @@ impl Ipam {
         // In a shared pool (F9) the addresses other hosts lease are as
         // good as reserved.
         let merged;
+        // A gateway request may name a fleet-held address: the network's
+        // gateway, claimed once for every holder (the claim decides).
         let fleet = pool
             .shared
             .as_ref()
+            .filter(|_| !req.gateway)
             .and_then(|_| self.foreign.taken_addrs(&req.pool.subnet));
         let reserved = match fleet {
             Some(mut m) => {

@@ -127,12 +127,12 @@ impl Service {
                         .into()
                     });
                 }
-                Ok(Claim::Lost) => {
+                Ok(Claim::Lost(read)) => {
                     self.with_foreign(|f| f.remove_pending(&net));
-                    // Learn what won before planning again.
-                    fleet.refresh_blocks(self).await?;
-                    if let Some(n) = &shared {
-                        fleet.learn(self, vec![fleet.shared_key(n)]).await?;
+                    // Learn what won before planning again: what the
+                    // transaction read back, else every block.
+                    if fleet.absorb(self, &read) == 0 {
+                        fleet.refresh_blocks(self).await?;
                     }
                 }
                 Err(e) => {
@@ -166,7 +166,7 @@ impl Service {
         if fleet_tree.as_ref() != Some(spec) {
             match fleet.put_tree(spec, revision).await? {
                 Claim::Won => {}
-                Claim::Lost => {
+                Claim::Lost(_) => {
                     fleet.learn(self, vec![fleet.tree_key()]).await?;
                     return Err(FleetError::Refused(
                         "the fleet's pool tree changed while this one was applied (another host applied one); look at gipam pools show and apply again".into(),
@@ -230,20 +230,15 @@ impl Service {
                         .await?;
                     return with_len(address);
                 }
-                Ok(Claim::Lost) => {
-                    if req.gateway {
-                        fleet
-                            .learn(self, vec![fleet.addr_key(name, address)])
-                            .await?;
-                        if fleet.addr_owner(name, address).as_deref()
+                Ok(Claim::Lost(read)) => {
+                    fleet.absorb(self, &read);
+                    if req.gateway
+                        && fleet.addr_owner(name, address).as_deref()
                             == Some(crate::fleet::GATEWAY_OWNER)
-                        {
-                            self.commit_claimed(fleet, change, |f| {
-                                f.remove_pending_addr(&subnet, x)
-                            })
+                    {
+                        self.commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
                             .await?;
-                            return with_len(address);
-                        }
+                        return with_len(address);
                     }
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
                     if req.address.is_some() {
@@ -252,8 +247,6 @@ impl Service {
                             pool: req.pool.clone(),
                         }));
                     }
-                    let keys = vec![fleet.addr_key(name, address), fleet.shared_key(name)];
-                    fleet.learn(self, keys).await?;
                 }
                 Err(e) => {
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
