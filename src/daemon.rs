@@ -244,6 +244,7 @@ async fn start(core: Core, at: &Deployment) -> Result<Started, String> {
         .map(|cfg| Arc::new(crate::fleet::Fleet::new(cfg)));
     if let Some(fleet) = &fleet {
         svc = svc.in_fleet(fleet.clone());
+        svc.with_foreign(|f| f.set_affinity(crate::fleet::affinity(fleet.host_id())));
     }
     let svc = Arc::new(svc);
     if let Some(fleet) = fleet {

@@ -258,7 +258,10 @@ fn turning_fleet_mode_on_claims_local_pools_and_a_conflict_refuses_the_start() {
     let y = host(&ep, "y", &[]);
     let (status, v) = y
         .client()
-        .call("IpamDriver.RequestPool", &pool_req("", json!({})))
+        .call(
+            "IpamDriver.RequestPool",
+            &pool_req("10.60.0.0/24", json!({})),
+        )
         .unwrap();
     assert_eq!(granted(status, &v), Some("10.60.0.0/24".parse().unwrap()));
     // x joins the fleet: refused, naming both hosts and the pools.

@@ -51,6 +51,17 @@ use view::View;
 /// `--gateway` (the same on every holder; it goes with the network).
 pub const GATEWAY_OWNER: &str = "<gateway>";
 
+/// Where a host starts looking for blocks and shared addresses: FNV-1a
+/// of its HOST_ID, never 0 (0 is "alone": the start of each pool).
+pub fn affinity(host_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
 /// Claims retried after a conflict before the request fails.
 pub const CLAIM_RETRIES: usize = 16;
 

@@ -483,7 +483,17 @@ impl Ipam {
                 Some(x) => (x, false),
                 None => match pool.recall(req).filter(|x| !reserved.contains(*x)) {
                     Some(x) => (x, true),
-                    None => (pool.choose(None, false, req.serial, reserved)?, true),
+                    None => {
+                        // A shared pool's hosts start apart (F9).
+                        let from = pool
+                            .shared
+                            .as_ref()
+                            .map(|_| u128::from(self.foreign.affinity()));
+                        (
+                            pool.choose_from(None, false, req.serial, reserved, from)?,
+                            true,
+                        )
+                    }
                 },
             },
         };

@@ -62,31 +62,57 @@ impl Ipam {
         }
         let size = 1u128 << (bits - prefix);
         for main in regions.iter().filter(|m| m.prefix_len() <= prefix) {
-            let (_, mhi) = net_bounds(main);
-            let mut cand = net_bounds(main).0;
-            while cand.checked_add(size - 1).is_some_and(|end| end <= mhi) {
-                let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
-                    break;
-                };
-                let set_apart = avoid
-                    .iter()
-                    .filter(|a| a.contains(&net) || net.contains(*a))
-                    .map(|a| net_bounds(a).1.max(net_bounds(&net).1))
-                    .max();
-                let end = match self.taken_end(&net) {
-                    Some(held_end) => held_end,
-                    None => match set_apart.or_else(|| collision_end(&near, &net)) {
-                        Some(end) => end,
-                        None => return Some(net),
-                    },
-                };
-                match (end / size)
-                    .checked_add(1)
-                    .and_then(|n| n.checked_mul(size))
-                {
-                    Some(next) if next > cand => cand = next,
-                    _ => break,
+            let (mlo, mhi) = net_bounds(main);
+            // In a fleet each host starts at its own slot of the region and
+            // wraps around (see `Foreign::affinity`); alone, at its start.
+            let slots = ((mhi - mlo) / size).saturating_add(1);
+            let first = mlo + (u128::from(self.foreign().affinity()) % slots) * size;
+            let scans = [(first, mhi), (mlo, first.saturating_sub(1))];
+            for (from, to) in scans.into_iter().filter(|(f, t)| f <= t) {
+                if let Some(net) = self.scan_blocks(family, from, to, size, prefix, &near, avoid) {
+                    return Some(net);
                 }
+            }
+        }
+        None
+    }
+
+    /// The lowest free block of `size` starting in [from, to] and ending
+    /// by the end of its region.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_blocks(
+        &self,
+        family: Family,
+        from: u128,
+        to: u128,
+        size: u128,
+        prefix: u8,
+        near: &[HostRoute],
+        avoid: &[IpNet],
+    ) -> Option<IpNet> {
+        let mut cand = from;
+        while cand <= to && cand.checked_add(size - 1).is_some() {
+            let Ok(net) = IpNet::new(to_addr(family, cand), prefix) else {
+                break;
+            };
+            let set_apart = avoid
+                .iter()
+                .filter(|a| a.contains(&net) || net.contains(*a))
+                .map(|a| net_bounds(a).1.max(net_bounds(&net).1))
+                .max();
+            let end = match self.taken_end(&net) {
+                Some(held_end) => held_end,
+                None => match set_apart.or_else(|| collision_end(near, &net)) {
+                    Some(end) => end,
+                    None => return Some(net),
+                },
+            };
+            match (end / size)
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(size))
+            {
+                Some(next) if next > cand => cand = next,
+                _ => break,
             }
         }
         None

@@ -30,6 +30,11 @@ pub struct Foreign {
     pending_addrs: Vec<(IpNet, u128)>,
     /// The fleet revision all of the above is current at.
     revision: i64,
+    /// Where this host starts looking in a main pool or a shared pool
+    /// (a hash of its HOST_ID; 0 outside fleet mode): hosts start apart,
+    /// so they rarely race for the same block or address, and each host's
+    /// blocks sit together (Calico's block affinity).
+    affinity: u64,
 }
 
 impl Foreign {
@@ -52,6 +57,14 @@ impl Foreign {
     pub fn clear(&mut self) {
         self.blocks.clear();
         self.addrs.clear();
+    }
+
+    pub fn affinity(&self) -> u64 {
+        self.affinity
+    }
+
+    pub fn set_affinity(&mut self, affinity: u64) {
+        self.affinity = affinity;
     }
 
     /// The fleet revision the blocks and addresses are current at: a

@@ -215,6 +215,19 @@ impl Pool {
         serial: bool,
         reserved: &AddrSet,
     ) -> Result<u128, Error> {
+        self.choose_from(want, gateway, serial, reserved, None)
+    }
+
+    /// [`Pool::choose`], a dynamic address searched from `from` (wrapping
+    /// around) unless the pool rotates: a shared pool's hosts start apart.
+    pub fn choose_from(
+        &self,
+        want: Option<IpAddr>,
+        gateway: bool,
+        serial: bool,
+        reserved: &AddrSet,
+        from: Option<u128>,
+    ) -> Result<u128, Error> {
         if let Some(addr) = want {
             let x = self.check_inside(addr)?;
             let (lo, hi) = net_bounds(&self.id.subnet);
@@ -263,8 +276,9 @@ impl Pool {
                 .ok_or_else(|| Error::PoolFull(self.id.clone()));
         }
         let (lo, hi) = self.dynamic_bounds();
-        let start = match (self.serial || serial, self.cursor) {
-            (true, Some(c)) if c >= lo && c < hi => c + 1,
+        let start = match (self.serial || serial, self.cursor, from) {
+            (true, Some(c), _) if c >= lo && c < hi => c + 1,
+            (false, _, Some(f)) if hi > lo => lo + (hi - lo).checked_add(1).map_or(f, |n| f % n),
             _ => lo,
         };
         // Free first (held-back addresses are in `used`), then cooling,
