@@ -3,7 +3,8 @@
 //! config (subnets, gateways, aux addresses), every endpoint's addresses
 //! (`docker network inspect`), and every container's endpoint settings
 //! (IPAddress, GlobalIPv6Address, IPAMConfig), name and endpoint MACs,
-//! stopped containers included. Only the CLI process reads it, never a
+//! stopped containers included (a stopped one's pinned MAC from its
+//! inspect, read raw: see [`configured_mac`]). Only the CLI process reads it, never a
 //! request handler of the daemon (protocol doc, pitfall 13).
 
 use std::collections::HashSet;
@@ -177,8 +178,44 @@ pub async fn read(timeout: Duration) -> Result<DockerView, String> {
         for ep in nets.iter().flat_map(|m| m.values()) {
             view.add_endpoint(ep);
         }
+        let mac = configured_mac(&id, timeout).await;
+        view.add_mac(mac.as_ref());
     }
     Ok(view)
+}
+
+/// The MAC a container was created with, from `Config.MacAddress` of its
+/// inspect: where Engines before 29 keep a pinned MAC once the container
+/// stopped (its endpoints' MacAddress is empty then). bollard's types no
+/// longer carry that deprecated field, so it is read raw, over the unix
+/// socket only; `None` when unknown (Engine 29 keeps a stopped
+/// container's name, which is its identity there).
+async fn configured_mac(id: &str, timeout: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let host = std::env::var("DOCKER_HOST").ok();
+    let path = match host.as_deref() {
+        None => "/var/run/docker.sock",
+        Some(h) => h.strip_prefix("unix://")?,
+    };
+    let ask = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        // HTTP/1.0: the reply is the body up to the end, never chunked.
+        let head = format!("GET /containers/{id}/json HTTP/1.0\r\nHost: docker\r\n\r\n");
+        s.write_all(head.as_bytes()).await.ok()?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await.ok()?;
+        Some(reply)
+    };
+    let reply = tokio::time::timeout(timeout, ask).await.ok()??;
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body: serde_json::Value = serde_json::from_slice(reply.get(split + 4..)?).ok()?;
+    body.get("Config")?
+        .get("MacAddress")?
+        .as_str()
+        .map(String::from)
 }
 
 /// Reads Docker's view on a runtime of its own (the subcommands are
