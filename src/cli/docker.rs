@@ -4,7 +4,7 @@
 //! (`docker network inspect`), and every container's endpoint settings
 //! (IPAddress, GlobalIPv6Address, IPAMConfig), name and endpoint MACs,
 //! stopped containers included (a stopped one's pinned MAC from its
-//! inspect, read raw: see [`configured_mac`]). Only the CLI process reads it, never a
+//! inspect, read raw: see `configured_mac`). Only the CLI process reads it, never a
 //! request handler of the daemon (protocol doc, pitfall 13).
 
 use std::collections::HashSet;

@@ -145,7 +145,7 @@ pub fn render(gone: &Result<Vec<HeldMemory>, String>) -> String {
         n => (format!("{n} addresses"), "them"),
     };
     out.push_str(&format!(
-        "{n} remembered for containers that no longer exist (informational: `--apply` leaves {it}; a pool gives remembered addresses to others once it has nothing else free)\n"
+        "{n} remembered for containers that no longer exist (for information: `--apply` leaves {it})\n"
     ));
     out
 }
