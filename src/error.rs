@@ -63,7 +63,7 @@ impl fmt::Display for Error {
             ),
             Error::NotFound(p) => write!(
                 f,
-                "endpoint {} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases, /Gipam.Pools, /Gipam.ApplyPools",
+                "endpoint {} does not exist; gipam implements /Plugin.Activate and /IpamDriver.* (GetCapabilities, GetDefaultAddressSpaces, RequestPool, ReleasePool, RequestAddress, ReleaseAddress) and /Gipam.Status, /Gipam.Leases, /Gipam.Remembered, /Gipam.Pools, /Gipam.ApplyPools",
                 ipam::quote(p)
             ),
             Error::Method(m) => write!(

@@ -237,6 +237,49 @@ fn leases_lists_every_lease_or_one_pools() {
 }
 
 #[test]
+fn remembered_lists_what_held_and_released_pools_remember() {
+    let d = populated();
+    let mut c = d.client();
+    let mut call = |method: &str, body: Value| {
+        let (s, v) = c.call(method, &body).expect(method);
+        assert_eq!(s, 200, "{method}: {v}");
+        v
+    };
+    assert_eq!(
+        call("Gipam.Remembered", Value::Null),
+        json!({"Remembered": []})
+    );
+    // web-1 leaves: remembered by its name. A MAC-only endpoint leaves the
+    // explicit pool, then its network goes: the memory is kept, retired.
+    call(
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID":"LocalDefault/10.213.0.0/24","Address":"10.213.0.2"}),
+    );
+    let mac = json!({"com.docker.network.endpoint.macaddress":"02:42:0a:63:00:05"});
+    call(
+        "IpamDriver.RequestAddress",
+        json!({"PoolID":"LocalDefault/10.99.0.0/28","Address":"10.99.0.5","Options":mac}),
+    );
+    call(
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID":"LocalDefault/10.99.0.0/28","Address":"10.99.0.5"}),
+    );
+    call(
+        "IpamDriver.ReleasePool",
+        json!({"PoolID":"LocalDefault/10.99.0.0/28"}),
+    );
+    assert_eq!(
+        call("Gipam.Remembered", Value::Null),
+        json!({"Remembered": [
+            {"PoolID":"LocalDefault/10.213.0.0/24","PoolHeld":true,"Address":"10.213.0.2",
+             "Name":"web-1","MacAddress":null,"Released":0,"PoolReleases":1},
+            {"PoolID":"LocalDefault/10.99.0.0/28","PoolHeld":false,"Address":"10.99.0.5",
+             "Name":null,"MacAddress":"02:42:0a:63:00:05","Released":0,"PoolReleases":1},
+        ]})
+    );
+}
+
+#[test]
 fn errors_name_what_failed_and_what_to_do() {
     let d = populated();
     let o = gipam(&["leases", "10.1.2.0/24", "--socket", sock(&d)]);

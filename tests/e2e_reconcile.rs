@@ -6,6 +6,10 @@
 //! A leaked pool is made directly on gipam's socket (a RequestPool no
 //! network came of), and must be reported and freed too.
 //!
+//! Remembered identities (F6): a removed container's address is listed as
+//! remembered for a container that no longer exists; a stopped container's
+//! (its MAC pinned, so Docker keeps it) is not, and `--apply` leaves both.
+//!
 //! The leak: a dual-stack network, and a container asking for `--ip6` of
 //! an address already held (the network's IPv6 gateway). Docker gets the
 //! container's IPv4 address, the IPv6 request fails, and Docker never
@@ -15,7 +19,7 @@
 //! Needs a running dockerd (docs/testing.md); `GIPAM_SKIP_E2E=1` skips.
 //! Names start with `gipam-rec-<pid>-`; everything is removed on Drop,
 //! also when the test fails, while gipam still answers. The subnets are
-//! 10.251.0.0/24, 10.251.9.0/24 and fd00:251::/64.
+//! 10.251.0.0/24, 10.251.9.0/24, fd00:251::/64 and 10.251.2.0/24.
 
 mod common;
 mod docker_env;
@@ -48,11 +52,12 @@ struct World {
 }
 
 impl World {
-    fn start() -> Option<World> {
+    /// `tag` tells apart the worlds of tests running at once.
+    fn start(tag: &str) -> Option<World> {
         if !setup(SUITE, remove_leftovers) {
             return None;
         }
-        let name = format!("{PREFIX}{}", std::process::id());
+        let name = format!("{PREFIX}{}{tag}", std::process::id());
         let socket = PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
         let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new(env!("CARGO_BIN_EXE_gipam"))
@@ -124,7 +129,9 @@ impl Drop for World {
 
 #[test]
 fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() {
-    let Some(mut w) = World::start() else { return };
+    let Some(mut w) = World::start("") else {
+        return;
+    };
     let net = w.res.network(
         "net",
         &[
@@ -243,5 +250,70 @@ fn reconcile_reports_and_frees_exactly_the_leak_and_spares_a_concurrent_start() 
             .all(|p| p["Network"] == Value::String(net.clone())),
         "{status}"
     );
+    w.res.rm_all();
+}
+
+#[test]
+fn reconcile_lists_what_is_remembered_for_a_removed_container_only() {
+    let Some(mut w) = World::start("-mem") else {
+        return;
+    };
+    let net = w.res.network("net", &["--subnet", "10.251.2.0/24"]);
+    let gone = w.res.run("gone", &net, &[]);
+    let pinned = w
+        .res
+        .run("pinned", &net, &["--mac-address", "02:42:0a:fb:02:42"]);
+    let (gone_v4, _) = endpoint_addrs(&gone, &net);
+    let gone_mac = field(&endpoint(&gone, &net), "MacAddress").to_string();
+    let (pinned_v4, _) = endpoint_addrs(&pinned, &net);
+    // Both leave the network: gipam remembers both addresses (by name on
+    // Engine 29, by MAC before). Only "gone" is gone from Docker.
+    w.res.rm_containers(&[&gone]);
+    docker_ok(&["stop", "-t", "0", &pinned]);
+
+    let dry = w.json(&["reconcile", "--json", "--settle", "0.2"]);
+    assert_eq!(dry["Leases"], Value::Array(vec![]), "{dry}");
+    assert_eq!(dry["Pools"], Value::Array(vec![]), "{dry}");
+    assert_eq!(dry["RememberedError"], Value::Null, "{dry}");
+    let listed = dry["Remembered"].as_array().expect("Remembered");
+    assert_eq!(listed.len(), 1, "only the removed container's: {dry}");
+    let r = &listed[0];
+    assert_eq!(field(r, "Address"), gone_v4.to_string(), "{dry}");
+    assert_eq!(r["PoolHeld"], Value::Bool(true), "{dry}");
+    assert!(
+        r["Name"] == Value::String(gone.clone())
+            || r["MacAddress"] == Value::String(gone_mac.clone()),
+        "remembered for {gone} or {gone_mac}: {dry}"
+    );
+    // gipam remembers the stopped one too; reconcile just does not list it.
+    let all = Client::connect(&w.socket)
+        .expect("connect")
+        .call("Gipam.Remembered", &Value::Null)
+        .expect("Gipam.Remembered")
+        .1;
+    assert!(
+        all["Remembered"]
+            .as_array()
+            .expect("Remembered")
+            .iter()
+            .any(|r| field(r, "Address") == pinned_v4.to_string()),
+        "{all}"
+    );
+
+    // The table says it; --apply frees nothing and keeps the memory.
+    let o = w.gipam(&["reconcile", "--apply", "--settle", "0.2"]);
+    assert!(o.status.success(), "reconcile --apply: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.contains(&gone_v4.to_string()))
+        .unwrap_or_else(|| panic!("no row for {gone_v4}:\n{out}"));
+    assert!(row.contains("LocalDefault/10.251.2.0/24"), "{out}");
+    assert!(
+        out.contains("1 address remembered for containers that no longer exist"),
+        "{out}"
+    );
+    let again = w.json(&["reconcile", "--json", "--settle", "0"]);
+    assert_eq!(again["Remembered"], dry["Remembered"], "{again}");
     w.res.rm_all();
 }

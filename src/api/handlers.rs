@@ -302,3 +302,28 @@ pub fn leases(svc: &Service) -> LeasesResponse {
         .collect();
     LeasesResponse { leases }
 }
+
+/// `/Gipam.Remembered`: every address remembered for a container that left
+/// (F6), held pools' and released pools' alike (read-only). Copied under
+/// the allocator lock like `/Gipam.Leases` (records shared by chunk) and
+/// listed outside it.
+pub fn remembered(svc: &Service) -> RememberedResponse {
+    let frozen = svc.ipam().state().freeze();
+    let remembered = frozen
+        .remembered()
+        .into_iter()
+        .flat_map(|m| {
+            let id = m.pool.to_string();
+            m.records.into_iter().map(move |r| RememberedStatus {
+                pool_id: id.clone(),
+                pool_held: m.held,
+                address: r.address.to_string(),
+                name: r.name,
+                mac_address: r.mac.map(|m| m.to_string()),
+                released: r.released,
+                pool_releases: m.releases,
+            })
+        })
+        .collect();
+    RememberedResponse { remembered }
+}

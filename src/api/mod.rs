@@ -144,6 +144,7 @@ async fn dispatch(
             | "/IpamDriver.ReleaseAddress"
             | "/Gipam.Status"
             | "/Gipam.Leases"
+            | "/Gipam.Remembered"
             | "/Gipam.Pools"
             | "/Gipam.ApplyPools"
             | "/Gipam.Fleet"
@@ -175,6 +176,7 @@ async fn dispatch(
         "/IpamDriver.RequestAddress" => json(handlers::request_address(svc, body).await?),
         "/Gipam.Status" => json(handlers::status(svc)),
         "/Gipam.Leases" => json(handlers::leases(svc)),
+        "/Gipam.Remembered" => json(handlers::remembered(svc)),
         "/Gipam.Pools" => json(pools::pools(svc)),
         "/Gipam.ApplyPools" => json(pools::apply_pools(svc, body).await?),
         "/Gipam.Fleet" => json(fleet::fleet(svc)?),

@@ -339,6 +339,38 @@ pub struct LeaseStatus {
     pub name: Option<String>,
 }
 
+/// `/Gipam.Remembered` response: the addresses remembered for containers
+/// that left (F6), of held pools and of released ones. Fields are only
+/// ever added.
+#[derive(Debug, Serialize)]
+pub struct RememberedResponse {
+    #[serde(rename = "Remembered")]
+    pub remembered: Vec<RememberedStatus>,
+}
+
+/// One remembered address in `/Gipam.Remembered`: whose it was (a name or
+/// a MAC) and when, in the pool's clock (its count of remembered
+/// releases: `PoolReleases - Released` releases ago).
+#[derive(Debug, Serialize)]
+pub struct RememberedStatus {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    /// False: the pool was released (its network removed); the memory waits
+    /// for a pool with its id.
+    #[serde(rename = "PoolHeld")]
+    pub pool_held: bool,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Name")]
+    pub name: Option<String>,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Option<String>,
+    #[serde(rename = "Released")]
+    pub released: u64,
+    #[serde(rename = "PoolReleases")]
+    pub pool_releases: u64,
+}
+
 /// An empty reply (`{}`): releases must answer valid JSON.
 #[derive(Debug, Serialize)]
 pub struct Empty {}

@@ -2,14 +2,17 @@
 //! (DOCKER_HOST when set, else /var/run/docker.sock): every network's IPAM
 //! config (subnets, gateways, aux addresses), every endpoint's addresses
 //! (`docker network inspect`), and every container's endpoint settings
-//! (IPAddress, GlobalIPv6Address, IPAMConfig). Only the CLI process reads
-//! it, never a request handler of the daemon (protocol doc, pitfall 13).
+//! (IPAddress, GlobalIPv6Address, IPAMConfig), name and endpoint MACs,
+//! stopped containers included (a stopped one's pinned MAC from its
+//! inspect, read raw: see `configured_mac`). Only the CLI process reads it, never a
+//! request handler of the daemon (protocol doc, pitfall 13).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::models::{ContainerSummaryStateEnum, EndpointSettings};
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use ipnet::IpNet;
 
@@ -30,6 +33,12 @@ pub struct DockerView {
     pub networks: Vec<DockerNetwork>,
     /// Addresses of endpoints and containers, in any network.
     pub addresses: HashSet<IpAddr>,
+    /// Every container's name, running or not, without Docker's leading `/`.
+    pub containers: HashSet<String>,
+    /// The MAC of every endpoint, lowercase: a running container's, and a
+    /// stopped one's when Docker keeps it (pinned with `--mac-address`; a
+    /// random one is gone with the stop, Docker makes a new one per start).
+    pub macs: HashSet<String>,
 }
 
 impl DockerView {
@@ -41,6 +50,34 @@ impl DockerView {
     /// Whether Docker holds `addr` for a network or an endpoint.
     pub fn knows(&self, addr: IpAddr) -> bool {
         self.addresses.contains(&addr) || self.networks.iter().any(|n| n.reserved.contains(&addr))
+    }
+
+    /// Whether a container has this name, or an endpoint this MAC (F6's
+    /// identities: a name, else a MAC).
+    pub fn has_container(&self, name: Option<&str>, mac: Option<&str>) -> bool {
+        name.is_some_and(|n| self.containers.contains(n))
+            || mac.is_some_and(|m| self.macs.contains(&m.to_ascii_lowercase()))
+    }
+
+    fn add_mac(&mut self, mac: Option<&String>) {
+        if let Some(m) = mac.map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            self.macs.insert(m.to_ascii_lowercase());
+        }
+    }
+
+    fn add_endpoint(&mut self, ep: &EndpointSettings) {
+        for a in [&ep.ip_address, &ep.global_ipv6_address]
+            .into_iter()
+            .flatten()
+        {
+            self.addresses.extend(addr(a));
+        }
+        if let Some(cfg) = &ep.ipam_config {
+            for a in [&cfg.ipv4_address, &cfg.ipv6_address].into_iter().flatten() {
+                self.addresses.extend(addr(a));
+            }
+        }
+        self.add_mac(ep.mac_address.as_ref());
     }
 }
 
@@ -104,6 +141,7 @@ pub async fn read(timeout: Duration) -> Result<DockerView, String> {
             for a in [&ep.ipv4_address, &ep.ipv6_address].into_iter().flatten() {
                 view.addresses.extend(addr(a));
             }
+            view.add_mac(ep.mac_address.as_ref());
         }
         view.networks.push(net);
     }
@@ -116,25 +154,68 @@ pub async fn read(timeout: Duration) -> Result<DockerView, String> {
         .await
         .map_err(|e| fail("containers", e))?;
     for c in containers {
+        for n in c.names.iter().flatten() {
+            view.containers
+                .insert(n.strip_prefix('/').unwrap_or(n).to_string());
+        }
         let nets = c
             .network_settings
             .and_then(|s| s.networks)
             .unwrap_or_default();
         for ep in nets.values() {
-            for a in [&ep.ip_address, &ep.global_ipv6_address]
-                .into_iter()
-                .flatten()
-            {
-                view.addresses.extend(addr(a));
-            }
-            if let Some(cfg) = &ep.ipam_config {
-                for a in [&cfg.ipv4_address, &cfg.ipv6_address].into_iter().flatten() {
-                    view.addresses.extend(addr(a));
-                }
-            }
+            view.add_endpoint(ep);
         }
+        // The list leaves a stopped container's MAC out even when it is
+        // pinned; inspect has it.
+        if c.state == Some(ContainerSummaryStateEnum::RUNNING) {
+            continue;
+        }
+        let Some(id) = c.id else { continue };
+        let Ok(full) = docker.inspect_container(&id, None).await else {
+            continue; // removed between the list and the inspect
+        };
+        let nets = full.network_settings.and_then(|s| s.networks);
+        for ep in nets.iter().flat_map(|m| m.values()) {
+            view.add_endpoint(ep);
+        }
+        let mac = configured_mac(&id, timeout).await;
+        view.add_mac(mac.as_ref());
     }
     Ok(view)
+}
+
+/// The MAC a container was created with, from `Config.MacAddress` of its
+/// inspect: where Engines before 29 keep a pinned MAC once the container
+/// stopped (its endpoints' MacAddress is empty then). bollard's types no
+/// longer carry that deprecated field, so it is read raw, over the unix
+/// socket only; `None` when unknown (Engine 29 keeps a stopped
+/// container's name, which is its identity there).
+async fn configured_mac(id: &str, timeout: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let host = std::env::var("DOCKER_HOST").ok();
+    let path = match host.as_deref() {
+        None => "/var/run/docker.sock",
+        Some(h) => h.strip_prefix("unix://")?,
+    };
+    let ask = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        // HTTP/1.0: the reply is the body up to the end, never chunked.
+        let head = format!("GET /containers/{id}/json HTTP/1.0\r\nHost: docker\r\n\r\n");
+        s.write_all(head.as_bytes()).await.ok()?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await.ok()?;
+        Some(reply)
+    };
+    let reply = tokio::time::timeout(timeout, ask).await.ok()??;
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body: serde_json::Value = serde_json::from_slice(reply.get(split + 4..)?).ok()?;
+    body.get("Config")?
+        .get("MacAddress")?
+        .as_str()
+        .map(String::from)
 }
 
 /// Reads Docker's view on a runtime of its own (the subcommands are

@@ -21,6 +21,7 @@ pub mod leases;
 mod ops;
 mod pools;
 pub mod reconcile;
+pub mod remembered;
 pub mod socket;
 pub mod status;
 mod table;

@@ -4,6 +4,9 @@
 //! `--apply`, frees it through the plugin socket (ReleaseAddress,
 //! ReleasePool), so each release is durable like any change. A dry run by
 //! default. It runs in the CLI process, never inside a request handler.
+//! It also lists, for information only, the addresses remembered for
+//! containers that no longer exist (`remembered.rs`); `--apply` leaves
+//! those.
 //!
 //! The race with containers and networks being created meanwhile is
 //! closed by the order of the reads: gipam's leases first, then (after
@@ -24,6 +27,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use super::docker::{self, DockerView};
+use super::remembered::{self, HeldMemory};
 use super::{client, table};
 
 /// One lease as gipam reports it; equal only when nothing about it changed.
@@ -49,6 +53,8 @@ pub struct HeldPool {
 pub struct Held {
     pub pools: Vec<HeldPool>,
     pub leases: Vec<HeldLease>,
+    /// What it remembers (F6), or why it could not be read.
+    pub remembered: Option<Result<Vec<HeldMemory>, String>>,
 }
 
 /// What leaked.
@@ -62,11 +68,15 @@ fn opt(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(String::from)
 }
 
-/// Reads what gipam holds (`/Gipam.Status`, `/Gipam.Leases`).
+/// Reads what gipam holds (`/Gipam.Status`, `/Gipam.Leases`) and
+/// remembers (`/Gipam.Remembered`).
 pub fn read_held(socket: &Path) -> Result<Held, String> {
     let status = client::call(socket, "Gipam.Status", &Value::Null)?;
     let leases = client::call(socket, "Gipam.Leases", &Value::Null)?;
-    let mut held = Held::default();
+    let mut held = Held {
+        remembered: Some(remembered::read(socket)),
+        ..Held::default()
+    };
     for p in status
         .get("Pools")
         .and_then(Value::as_array)
@@ -138,6 +148,11 @@ pub fn run(socket: &Path, apply: bool, json: bool, settle: Duration) -> Result<(
         .map_err(|e| format!("reconcile compares with Docker and {e}"))?;
     let second = read_held(socket)?;
     let leaks = find(&first, &view, &second);
+    let gone = match (&first.remembered, &second.remembered) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok(remembered::gone(a, &view, b)),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e.clone()),
+        _ => Err("gipam was not asked".into()),
+    };
     let mut freed = Vec::new();
     let mut failed = Vec::new();
     if apply {
@@ -163,6 +178,8 @@ pub fn run(socket: &Path, apply: bool, json: bool, settle: Duration) -> Result<(
         let out = json!({
             "Leases": leaks.leases.iter().map(lease_json).collect::<Vec<_>>(),
             "Pools": leaks.pools.iter().map(|p| json!({"PoolID": p.pool_id, "Pool": p.subnet.to_string(), "Leases": p.leases})).collect::<Vec<_>>(),
+            "Remembered": gone.as_ref().ok().map(|g| g.iter().map(HeldMemory::json).collect::<Vec<_>>()),
+            "RememberedError": gone.as_ref().err(),
             "Applied": apply,
             "Freed": freed,
             "Failed": failed,
@@ -173,6 +190,7 @@ pub fn run(socket: &Path, apply: bool, json: bool, settle: Duration) -> Result<(
         );
     } else {
         print!("{}", render(&leaks, apply, &failed));
+        print!("{}", remembered::render(&gone));
     }
     if failed.is_empty() {
         Ok(())
@@ -273,6 +291,7 @@ mod tests {
                 lease("10.9.0.4", "cc"), // released and taken again
                 lease("10.9.0.6", "dd"), // aux address
             ],
+            ..Held::default()
         };
         let mut view = DockerView::default();
         view.networks.push(DockerNetwork {

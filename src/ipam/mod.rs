@@ -62,7 +62,7 @@ pub use net::{
 pub use options::{DOCKER_SERIAL, KNOWN_OPTIONS, PoolOptions, Reuse};
 pub use pool::{COOLING_MAX, Lease, Pool};
 pub use poolid::{GLOBAL_SPACE, LOCAL_SPACE, PoolId};
-pub use snapshot::{Frozen, Snapshot, SnapshotMains};
+pub use snapshot::{Frozen, PoolMemory, Snapshot, SnapshotMains, SnapshotRemembered};
 pub use state::{State, Undo};
 pub use sticky::Sticky;
 pub use stranded::{Stranded, Strands};

@@ -113,6 +113,11 @@ impl FrozenMemory {
         }
     }
 
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// The records as the snapshot lists them, lowest address first.
     pub fn snapshot(&self, f: Family) -> Vec<SnapshotRemembered> {
         self.records

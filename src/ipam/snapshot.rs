@@ -42,7 +42,36 @@ pub(super) struct FrozenPool {
     pub(super) memory: FrozenMemory,
 }
 
+/// What one pool remembers (F6), as [`Frozen::remembered`] lists it.
+#[derive(Debug, Clone)]
+pub struct PoolMemory {
+    pub pool: PoolId,
+    /// False for a released pool's memory, kept until a pool with its id
+    /// comes back.
+    pub held: bool,
+    /// The pool's clock: how many releases it has remembered.
+    pub releases: u64,
+    /// Lowest address first.
+    pub records: Vec<SnapshotRemembered>,
+}
+
 impl Frozen {
+    /// The remembered addresses of every pool, held ones first, then the
+    /// released ones; unlike [`Frozen::snapshot`] it lists no leases.
+    pub fn remembered(&self) -> Vec<PoolMemory> {
+        let held = self.pools.iter().map(|p| (&p.id, true, &p.memory));
+        let retired = self.retired.iter().map(|(id, m)| (id, false, m));
+        held.chain(retired)
+            .filter(|(_, _, m)| !m.is_empty())
+            .map(|(id, held, m)| PoolMemory {
+                pool: id.clone(),
+                held,
+                releases: m.releases,
+                records: m.snapshot(Family::of_net(&id.subnet)),
+            })
+            .collect()
+    }
+
     /// The JSON form of the copy.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
