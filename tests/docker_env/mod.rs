@@ -285,6 +285,23 @@ pub fn setup(suite: &str, remove_leftovers: fn(&str)) -> bool {
 
 /// Builds the busybox image from /bin/busybox unless it exists.
 fn ensure_image() {
+    ensure_image_at(None);
+}
+
+/// [`ensure_image`] on the daemon at `docker_host` (a `DOCKER_HOST`
+/// value; `None`: the one under test), for tests that drive a second
+/// dockerd (`e2e_fleet.rs`).
+pub fn ensure_image_at(docker_host: Option<&str>) {
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        if let Some(h) = docker_host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the docker CLI runs")
+    };
     if docker(&["image", "inspect", IMAGE]).status.success() {
         return;
     }
@@ -296,7 +313,11 @@ fn ensure_image() {
     for applet in ["sh", "ip", "sleep", "cat"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet symlink");
     }
-    let out = Command::new("sh")
+    let mut import = Command::new("sh");
+    if let Some(h) = docker_host {
+        import.env("DOCKER_HOST", h);
+    }
+    let out = import
         .args(["-c", "tar -C \"$1\" -c . | docker import - \"$2\"", "sh"])
         .arg(dir.path())
         .arg(IMAGE)
