@@ -70,7 +70,7 @@ fn status_prints_a_table_with_totals_and_the_store() {
         lines[0].starts_with("POOL")
             && lines[0].contains("FAMILY")
             && lines[0].contains("KIND")
-            && lines[0].ends_with("SHARED/OWNER"),
+            && lines[0].ends_with("LABELS"),
         "{out}"
     );
     let row = |id: &str| {
@@ -81,7 +81,7 @@ fn status_prints_a_table_with_totals_and_the_store() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    // POOL NETWORK FAMILY SIZE USED FREE [bar] PERCENT KIND SHARED/OWNER
+    // POOL NETWORK FAMILY SIZE USED FREE [bar] PERCENT KIND LABELS
     assert_eq!(
         row("LocalDefault/10.213.0.0/24"),
         [

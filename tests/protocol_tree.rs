@@ -142,6 +142,13 @@ fn reservations_follow_engine29_names_and_macs_and_refuse_others_ip() {
         req("", json!({name29:"web"})),
     );
     assert_eq!(web["Address"], "10.50.0.2/28");
+    // `gipam status` labels the block with its tree pool and its tags.
+    let status = ok(&mut c, "Gipam.Status", Value::Null);
+    let row = status["Pools"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["TreePool"] == "dc1-web"))
+        .unwrap_or_else(|| panic!("a dc1-web block in {status}"));
+    assert_eq!(row["Tags"], json!(["web", "dc1"]), "{row}");
     let shown = ok(&mut c, "Gipam.Pools", Value::Null);
     assert_eq!(
         tree_pool(&shown, "dc1-web")["Reservations"][0]["Leased"],

@@ -236,6 +236,21 @@ pub fn status(svc: &Service) -> StatusResponse {
             ipam.mains(ipam::Family::V6),
         )
     };
+    // Tags by tree pool (a copy of the tree, taken after the pools).
+    let tags: std::collections::HashMap<String, Vec<String>> = svc
+        .pools()
+        .into_iter()
+        .map(|t| {
+            let mut all = t.tags;
+            all.extend(
+                t.inherited
+                    .into_iter()
+                    .filter(|x| !all.contains(x))
+                    .collect::<Vec<_>>(),
+            );
+            (t.name, all)
+        })
+        .collect();
     let pools: Vec<PoolStatus> = rows
         .into_iter()
         .map(
@@ -251,6 +266,10 @@ pub fn status(svc: &Service) -> StatusResponse {
                 size: ipam::usable_count(&id.subnet),
                 shared: shared.map(String::from),
                 owner: owner.map(String::from),
+                tags: tree_pool
+                    .as_deref()
+                    .and_then(|n| tags.get(n).cloned())
+                    .unwrap_or_default(),
                 tree_pool: tree_pool.map(String::from),
             },
         )

@@ -164,6 +164,9 @@ pub struct PoolStatus {
     /// The tree pool it was drawn from (F7), else null.
     #[serde(rename = "TreePool")]
     pub tree_pool: Option<String>,
+    /// The tags of its tree pool, its own and inherited (empty without one).
+    #[serde(rename = "Tags")]
+    pub tags: Vec<String>,
 }
 
 /// The main pools in `/Gipam.Status` and `/Gipam.Fleet`.

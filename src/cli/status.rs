@@ -72,7 +72,7 @@ pub fn collect(socket: &Path) -> Result<Value, String> {
 /// A pool's `shared=NAME` and `id=OWNER`, as `--ipam-opt` gave them; `-`
 /// for neither.
 fn labels(p: &Value) -> String {
-    let v: Vec<String> = [("Shared", "shared"), ("Owner", "id")]
+    let mut v: Vec<String> = [("Shared", "shared"), ("Owner", "id"), ("TreePool", "pool")]
         .iter()
         .filter_map(|(k, opt)| {
             p.get(*k)
@@ -80,6 +80,14 @@ fn labels(p: &Value) -> String {
                 .map(|v| format!("{opt}={v}"))
         })
         .collect();
+    let tags: Vec<&str> = p
+        .get("Tags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !tags.is_empty() {
+        v.push(format!("tags={}", tags.join("+")));
+    }
     if v.is_empty() {
         "-".into()
     } else {
@@ -153,15 +161,7 @@ pub fn render(status: &Value) -> String {
             .collect();
         out.push_str(&table::render(
             &[
-                "POOL",
-                "NETWORK",
-                "FAMILY",
-                "SIZE",
-                "USED",
-                "FREE",
-                "USE",
-                "KIND",
-                "SHARED/OWNER",
+                "POOL", "NETWORK", "FAMILY", "SIZE", "USED", "FREE", "USE", "KIND", "LABELS",
             ],
             &rows,
         ));
@@ -276,9 +276,7 @@ mod tests {
             line.split_whitespace().last().map(str::to_string)
         };
         assert!(
-            out.lines()
-                .next()
-                .is_some_and(|h| h.ends_with("SHARED/OWNER")),
+            out.lines().next().is_some_and(|h| h.ends_with("LABELS")),
             "{out}"
         );
         assert_eq!(
