@@ -277,6 +277,8 @@ async fn join_fleet(
     mains: crate::fleet::keys::Mains,
     publish_tree: bool,
 ) -> Result<(), String> {
+    // Alive from the start: `gipam fleet forget` is refused while it beats.
+    tokio::spawn(crate::fleet::heartbeat_loop(fleet.clone()));
     let bound = fleet.config().timeout * 3;
     match tokio::time::timeout(
         bound,

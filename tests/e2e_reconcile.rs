@@ -260,9 +260,7 @@ fn reconcile_lists_what_is_remembered_for_a_removed_container_only() {
     };
     let net = w.res.network("net", &["--subnet", "10.251.2.0/24"]);
     let gone = w.res.run("gone", &net, &[]);
-    let pinned = w
-        .res
-        .run("pinned", &net, &["--mac-address", "02:42:0a:fb:02:42"]);
+    let pinned = w.res.run_with_mac("pinned", &net, "02:42:0a:fb:02:42");
     let (gone_v4, _) = endpoint_addrs(&gone, &net);
     let gone_mac = field(&endpoint(&gone, &net), "MacAddress").to_string();
     let (pinned_v4, _) = endpoint_addrs(&pinned, &net);

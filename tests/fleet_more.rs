@@ -296,7 +296,18 @@ fn turning_fleet_mode_on_claims_local_pools_and_a_conflict_refuses_the_start() {
         )
         .unwrap();
     assert_eq!(status, 200);
-    std::thread::sleep(Duration::from_millis(500));
+    // y's claim goes from etcd once its release is durable (the tidy pass).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cluster
+            .etcdctl(&["get", "--prefix", "/gipam/blocks/", "--print-value-only"])
+            .unwrap();
+        if !String::from_utf8_lossy(&out.stdout).contains("\"host\":\"y\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "y's claim never went");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(x.stop());
     x.spawn().expect("x starts in the fleet");
     let out = cluster

@@ -472,7 +472,8 @@ fn status_and_leases_are_readable_over_the_socket() {
     assert_eq!(status["Leases"], json!(2));
     assert_eq!(
         status["Pools"],
-        json!([{"PoolID":id,"Pool":"10.40.0.0/24","Auto":true,"Leases":2,"Family":"IPv4","Size":254}])
+        json!([{"PoolID":id,"Pool":"10.40.0.0/24","Auto":true,"Leases":2,"Family":"IPv4","Size":254,
+            "Shared":null,"Owner":null,"TreePool":null,"Tags":[]}])
     );
     assert_eq!(status["Mains"]["V4"], json!(["10.40.0.0/16"]));
     let store = &status["Store"];

@@ -143,10 +143,12 @@ impl Fleet {
         mut shared: SharedNet,
         revision: i64,
     ) -> Result<Claim, FleetError> {
-        if shared.holders.contains(&self.cfg.host_id) {
-            return Ok(Claim::Won);
+        // Even when the record lists this host already (the view can lag
+        // behind a leave), the write compares the revision seen: of a
+        // join and a leave racing, one loses.
+        if !shared.holders.contains(&self.cfg.host_id) {
+            shared.holders.push(self.cfg.host_id.clone());
         }
-        shared.holders.push(self.cfg.host_id.clone());
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 self.keys.shared(name),

@@ -59,6 +59,9 @@ pub(super) struct Conn {
     identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
     user: Option<(String, std::path::PathBuf)>,
     client: tokio::sync::Mutex<Option<Client>>,
+    /// The last failed connect and its cause: callers within a second get
+    /// it at once rather than queueing for another try.
+    refused: Mutex<Option<(Instant, String)>>,
     health: Mutex<Health>,
 }
 
@@ -71,6 +74,7 @@ impl Conn {
             identity: cfg.identity.clone(),
             user: cfg.user.clone(),
             client: tokio::sync::Mutex::new(None),
+            refused: Mutex::new(None),
             health: Mutex::new(Health::default()),
         }
     }
@@ -152,6 +156,15 @@ impl Conn {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        let recent = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if let Some((_, why)) = recent {
+            return Err(self.unavailable(&why));
+        }
         let opts = self.options().await.map_err(|e| {
             self.record(Err(&e));
             self.unavailable(&e)
@@ -162,11 +175,15 @@ impl Conn {
             Ok(Err(e)) => {
                 let e = e.to_string();
                 self.record(Err(&e));
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), e.clone()));
                 return Err(self.unavailable(&e));
             }
             Err(_) => {
                 let e = format!("no answer within {} s", self.timeout.as_secs_f64());
                 self.record(Err(&e));
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), e.clone()));
                 return Err(self.unavailable(&e));
             }
         };
@@ -221,7 +238,19 @@ impl Conn {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let client = self.client().await?;
+        // Waiting for the connection (another caller may be making it)
+        // counts against the same bound.
+        let client = match tokio::time::timeout_at(deadline.into(), self.client()).await {
+            Ok(c) => c?,
+            Err(_) => {
+                // The cause is whatever the connect that holds us up meets.
+                let last = self.health().last_error;
+                let e = last.unwrap_or_else(|| {
+                    format!("no connection within {} s", self.timeout.as_secs_f64())
+                });
+                return Err(self.unavailable(&e));
+            }
+        };
         let started = Instant::now();
         let left = deadline.saturating_duration_since(started);
         let out = tokio::time::timeout(left, f(client)).await;

@@ -16,6 +16,12 @@ pub struct Forgotten {
     pub shared_addresses: usize,
 }
 
+fn alive_refusal(host: &str) -> FleetError {
+    FleetError::Refused(format!(
+        "host {host} is alive (its gipam keeps a heartbeat in etcd); stop gipam there first, or release its networks on it"
+    ))
+}
+
 impl Fleet {
     /// Releases `host`'s blocks, shared addresses and holds, then its
     /// record. Each delete compares the revision it saw.
@@ -55,14 +61,26 @@ impl Fleet {
             (v.alive.contains(host), known, blocks, addrs, shared)
         };
         if alive {
-            return Err(FleetError::Refused(format!(
-                "host {host} is alive (its gipam keeps a heartbeat in etcd); stop gipam there first, or release its networks on it"
-            )));
+            return Err(alive_refusal(host));
         }
         if !known {
             return Err(FleetError::Refused(format!(
                 "the fleet has no host {host}; gipam fleet lists the hosts"
             )));
+        }
+        // Then asked of etcd itself, not the view (which can lag behind a start).
+        let key = self.keys.alive(host);
+        let alive = self
+            .conn
+            .call_again(&self.stats, |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?
+            .count()
+            > 0;
+        if alive {
+            return Err(alive_refusal(host));
         }
         let mut out = Forgotten {
             host: host.to_string(),

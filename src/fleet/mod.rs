@@ -40,7 +40,7 @@ use std::sync::Mutex;
 pub use claims::Claim;
 pub use conn::{EtcdStats, FleetError, Health};
 pub use forget::Forgotten;
-pub use sync::{start_sync, tidy_loop};
+pub use sync::{heartbeat_loop, start_sync, tidy_loop};
 pub use view::{HostView, Snapshot as FleetSnapshot, follow};
 
 use crate::config::FleetConfig;
@@ -79,6 +79,8 @@ pub struct Fleet {
     sync_error: Mutex<Option<String>>,
     /// The etcd lease this host's alive key is bound to.
     lease: Mutex<Option<i64>>,
+    /// Set by a clean stop: the heartbeat ends.
+    leaving: std::sync::atomic::AtomicBool,
     /// Round trips, conflicts, retries and errors (metrics, status).
     pub stats: conn::EtcdStats,
 }
@@ -97,6 +99,7 @@ impl Fleet {
             synced: std::sync::atomic::AtomicBool::new(false),
             sync_error: Mutex::new(None),
             lease: Mutex::new(None),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             stats: conn::EtcdStats::default(),
         }
     }
@@ -116,6 +119,8 @@ impl Fleet {
     /// On a clean stop: ends the heartbeat at once (revokes the alive
     /// key's lease), so the host shows as gone and can be forgotten.
     pub async fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Release);
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(id) = lease {
             let _ = self
@@ -164,6 +169,22 @@ impl Fleet {
 
     pub fn tree_key(&self) -> String {
         self.keys.tree()
+    }
+
+    /// Whether a lost transaction read back `key` written by `owner`: a
+    /// repeat of a transaction that was applied (its answer was lost) finds
+    /// its own write, and has in fact won.
+    pub fn read_own(&self, read: &[etcd_client::KeyValue], key: &str, owner: &str) -> bool {
+        read.iter().any(|kv| {
+            kv.key() == key.as_bytes()
+                && serde_json::from_slice::<serde_json::Value>(kv.value()).is_ok_and(|v| {
+                    v["host"] == owner && v.get("shared").is_none_or(|s| s.is_null())
+                })
+        })
+    }
+
+    pub fn block_key(&self, net: &ipnet::IpNet) -> String {
+        self.keys.block(net)
     }
 
     /// Who holds `address` of shared network `name`, as the view has it.

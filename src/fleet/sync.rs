@@ -28,6 +28,8 @@ struct Local {
     /// Claims in flight (never tidied).
     pending: HashSet<IpNet>,
     pending_addrs: HashSet<(IpNet, IpAddr)>,
+    /// Shared networks whose release is not durable yet.
+    busy_shared: HashSet<String>,
 }
 
 fn local(svc: &Service) -> Local {
@@ -56,6 +58,24 @@ fn local(svc: &Service) -> Local {
         .iter()
         .map(|(s, x)| (*s, crate::ipam::to_addr(crate::ipam::Family::of_net(s), *x)))
         .collect();
+    drop(ipam);
+    // Read after the state: a release applied before that read is still
+    // listed here unless it is durable already.
+    for r in svc.releasing() {
+        match (r.shared, r.address) {
+            (None, _) => {
+                out.pools.insert(r.pool.subnet);
+            }
+            (Some(name), Some(a)) => {
+                if let Some((_, _, leased)) = out.shared.get_mut(&name) {
+                    leased.insert(a);
+                }
+            }
+            (Some(name), None) => {
+                out.busy_shared.insert(name);
+            }
+        }
+    }
     out
 }
 
@@ -259,12 +279,13 @@ async fn tidy(fleet: &Fleet, svc: &Service) -> Result<(), FleetError> {
             .get(&name)
             .is_some_and(|(_, _, leased)| leased.contains(&a));
         let pending = subnet.is_some_and(|s| here.pending_addrs.contains(&(s, a)));
-        if !held && !pending {
+        if !held && !pending && !here.busy_shared.contains(&name) {
             fleet.delete_if(fleet.keys.addr(&name, a), rev).await?;
         }
     }
     for (name, rec, rev) in shared {
         if !here.shared.contains_key(&name)
+            && !here.busy_shared.contains(&name)
             && !here.pending.contains(&rec.subnet)
             && let Claim::Won = fleet.leave_shared(&name, rec, rev).await?
         {
@@ -343,6 +364,17 @@ async fn heartbeat(fleet: &Fleet) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// Keeps this host's heartbeat from start to stop, on a task of its own so
+/// that slow tidy passes never let its lease lapse.
+pub async fn heartbeat_loop(fleet: Arc<Fleet>) {
+    while !fleet.leaving.load(Ordering::Acquire) {
+        if let Err(e) = heartbeat(&fleet).await {
+            log::debug!("fleet heartbeat: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
 /// Runs the start-up sync until it has run (etcd may be down at start),
 /// then tidies after every release and every few seconds, and keeps the
 /// heartbeat.
@@ -369,14 +401,7 @@ pub async fn tidy_loop(fleet: Arc<Fleet>, svc: Arc<Service>, mains: Mains, publi
         }
     }
     let mut bad_tree = None;
-    let mut beat = tokio::time::Instant::now() - Duration::from_secs(60);
     loop {
-        if beat.elapsed() >= Duration::from_secs(3) {
-            if let Err(e) = heartbeat(&fleet).await {
-                log::debug!("fleet heartbeat: {e}");
-            }
-            beat = tokio::time::Instant::now();
-        }
         if let Err(e) = tidy(&fleet, &svc).await {
             log::debug!("fleet tidy: {e}");
         }

@@ -262,6 +262,11 @@ impl Fleet {
             }
         }
         let mut current = self.view();
+        // Another reload (or the watch) got further meanwhile: this older
+        // read must not take the view back.
+        if revision < current.revision {
+            return Ok(current.revision);
+        }
         svc.with_foreign(|f| {
             f.clear();
             apply_deltas(f, &deltas, revision);

@@ -28,6 +28,41 @@ fn added(change: &Change) -> Option<(PoolId, Option<IpAddr>)> {
     }
 }
 
+/// Ends a pending claim if the request is dropped while it waits (dockerd
+/// gave up on it): the claim may have been made, so the tidy pass looks.
+struct Cancel<'a> {
+    svc: &'a Service,
+    fleet: &'a Fleet,
+    block: Option<IpNet>,
+    addr: Option<(IpNet, u128)>,
+}
+
+impl Cancel<'_> {
+    /// The request ended on a path that dealt with its pending claim.
+    fn done(mut self) {
+        self.block = None;
+        self.addr = None;
+    }
+}
+
+impl Drop for Cancel<'_> {
+    fn drop(&mut self) {
+        let (block, addr) = (self.block.take(), self.addr.take());
+        if block.is_none() && addr.is_none() {
+            return;
+        }
+        self.svc.with_foreign(|f| {
+            if let Some(n) = &block {
+                f.remove_pending(n);
+            }
+            if let Some((s, x)) = &addr {
+                f.remove_pending_addr(s, *x);
+            }
+        });
+        self.fleet.wake_tidy();
+    }
+}
+
 /// What a fleet RequestPool claims.
 enum Step {
     Block,
@@ -73,7 +108,11 @@ impl Service {
     ) -> Result<(PoolId, Option<IpAddr>), Error> {
         fleet.ready()?;
         let shared = req.options.shared.clone();
+        let deadline = std::time::Instant::now() + fleet.config().timeout * 2;
         for attempt in 0..CLAIM_RETRIES {
+            if attempt > 0 && std::time::Instant::now() > deadline {
+                break;
+            }
             if attempt > 0 {
                 fleet
                     .stats
@@ -107,6 +146,12 @@ impl Service {
                 ipam.foreign_mut().add_pending(net);
                 (change, net, revision, step)
             };
+            let cancel = Cancel {
+                svc: self,
+                fleet,
+                block: Some(net),
+                addr: None,
+            };
             let claim = match &step {
                 Step::Block => fleet.claim_block(net, revision).await,
                 Step::Create(n) => {
@@ -118,8 +163,29 @@ impl Service {
             match claim {
                 Ok(Claim::Won) => {
                     let out = added(&change);
-                    self.commit_claimed(fleet, change, |f| f.remove_pending(&net))
-                        .await?;
+                    let done = self
+                        .commit_claimed(fleet, change, |f| f.remove_pending(&net))
+                        .await;
+                    cancel.done();
+                    done?;
+                    return out.ok_or_else(|| {
+                        crate::ipam::Error::Inconsistent(
+                            "a planned pool is not an added pool".into(),
+                        )
+                        .into()
+                    });
+                }
+                Ok(Claim::Lost(read))
+                    if matches!(step, Step::Block)
+                        && fleet.read_own(&read, &fleet.block_key(&net), fleet.host_id()) =>
+                {
+                    // A repeat found its own claim: it was made.
+                    let out = added(&change);
+                    let done = self
+                        .commit_claimed(fleet, change, |f| f.remove_pending(&net))
+                        .await;
+                    cancel.done();
+                    done?;
                     return out.ok_or_else(|| {
                         crate::ipam::Error::Inconsistent(
                             "a planned pool is not an added pool".into(),
@@ -129,6 +195,7 @@ impl Service {
                 }
                 Ok(Claim::Lost(read)) => {
                     self.with_foreign(|f| f.remove_pending(&net));
+                    cancel.done();
                     // Learn what won before planning again: what the
                     // transaction read back, else every block.
                     if fleet.absorb(self, &read) == 0 {
@@ -137,6 +204,7 @@ impl Service {
                 }
                 Err(e) => {
                     self.with_foreign(|f| f.remove_pending(&net));
+                    cancel.done();
                     // A claim whose answer was lost may have been made:
                     // the tidy pass frees it if so.
                     fleet.wake_tidy();
@@ -145,7 +213,7 @@ impl Service {
             }
         }
         Err(FleetError::Contended(format!(
-            "no free block could be claimed in the fleet after {CLAIM_RETRIES} tries: other hosts claimed each one first; try again"
+            "no free block could be claimed in the fleet: other hosts claimed each one tried first (up to {CLAIM_RETRIES} tries within twice ETCD_TIMEOUT); try again"
         ))
         .into())
     }
@@ -191,7 +259,12 @@ impl Service {
         let with_len = |a: IpAddr| {
             IpNet::new(a, prefix).map_err(|e| Error::BadRequest(format!("address {a}: {e}")))
         };
+        fleet.ready()?;
+        let deadline = std::time::Instant::now() + fleet.config().timeout * 2;
         for attempt in 0..CLAIM_RETRIES {
+            if attempt > 0 && std::time::Instant::now() > deadline {
+                break;
+            }
             if attempt > 0 {
                 fleet
                     .stats
@@ -204,7 +277,7 @@ impl Service {
                 let (change, address) = live.ipam.plan_address(req)?;
                 // The network's gateway is the shared record's, reserved
                 // on every holder: it is not claimed.
-                let gateway = shared_gw == Some(address);
+                let gateway = req.gateway && shared_gw == Some(address);
                 if !gateway {
                     live.ipam
                         .foreign_mut()
@@ -217,6 +290,12 @@ impl Service {
                 return with_len(address);
             }
             let x = to_u128(address);
+            let cancel = Cancel {
+                svc: self,
+                fleet,
+                block: None,
+                addr: Some((subnet, x)),
+            };
             // A gateway named by --gateway is claimed for the network,
             // and the same claim serves every holder.
             let owner = if req.gateway {
@@ -226,21 +305,30 @@ impl Service {
             };
             match fleet.claim_addr(name, address, owner).await {
                 Ok(Claim::Won) => {
-                    self.commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
-                        .await?;
+                    let done = self
+                        .commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
+                        .await;
+                    cancel.done();
+                    done?;
                     return with_len(address);
                 }
                 Ok(Claim::Lost(read)) => {
                     fleet.absorb(self, &read);
-                    if req.gateway
-                        && fleet.addr_owner(name, address).as_deref()
-                            == Some(crate::fleet::GATEWAY_OWNER)
+                    let own = fleet.read_own(&read, &fleet.addr_key(name, address), owner);
+                    if own
+                        || (req.gateway
+                            && fleet.addr_owner(name, address).as_deref()
+                                == Some(crate::fleet::GATEWAY_OWNER))
                     {
-                        self.commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
-                            .await?;
+                        let done = self
+                            .commit_claimed(fleet, change, |f| f.remove_pending_addr(&subnet, x))
+                            .await;
+                        cancel.done();
+                        done?;
                         return with_len(address);
                     }
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
+                    cancel.done();
                     if req.address.is_some() {
                         return Err(Error::Ipam(crate::ipam::Error::AddressInUse {
                             addr: address,
@@ -250,13 +338,14 @@ impl Service {
                 }
                 Err(e) => {
                     self.with_foreign(|f| f.remove_pending_addr(&subnet, x));
+                    cancel.done();
                     fleet.wake_tidy();
                     return Err(e.into());
                 }
             }
         }
         Err(FleetError::Contended(format!(
-            "no free address of shared network {name} could be claimed after {CLAIM_RETRIES} tries: other hosts took each one first; try again"
+            "no free address of shared network {name} could be claimed: other hosts took each one tried first (up to {CLAIM_RETRIES} tries within twice ETCD_TIMEOUT); try again"
         ))
         .into())
     }

@@ -44,6 +44,37 @@ struct Live {
     inflight: VecDeque<(Ticket, Undo)>,
     /// The last change committed: what a reply that changes nothing waits for.
     last: Option<Ticket>,
+    /// Fleet mode: releases applied but not yet durable. The tidy pass
+    /// treats what they release as still held, so no claim goes from etcd
+    /// before its release is on disk (a failed write takes it back).
+    releasing: Vec<Releasing>,
+}
+
+/// What a release not yet durable releases (fleet mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Releasing {
+    pub pool: PoolId,
+    /// The address, for a ReleaseAddress.
+    pub address: Option<IpAddr>,
+    /// The shared network the pool belongs to.
+    pub shared: Option<String>,
+}
+
+/// Ends a [`Releasing`] entry when the wait for its write ends (however).
+struct ReleasingGuard<'a> {
+    svc: &'a Service,
+    entry: Option<Releasing>,
+}
+
+impl Drop for ReleasingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            let mut live = self.svc.lock();
+            if let Some(i) = live.releasing.iter().position(|r| *r == e) {
+                live.releasing.swap_remove(i);
+            }
+        }
+    }
 }
 
 /// The driver's state and where it is kept.
@@ -100,6 +131,7 @@ impl Service {
                 ipam,
                 inflight: VecDeque::new(),
                 last: None,
+                releasing: Vec::new(),
             }),
             store,
             metrics: RequestMetrics::default(),
@@ -117,6 +149,11 @@ impl Service {
     /// The fleet this host is in, if any.
     pub fn fleet(&self) -> Option<&Arc<crate::fleet::Fleet>> {
         self.fleet.as_ref()
+    }
+
+    /// Releases applied but not yet durable (fleet mode; see [`Releasing`]).
+    pub fn releasing(&self) -> Vec<Releasing> {
+        self.lock().releasing.clone()
     }
 
     /// Changes what the core knows of the fleet, under the lock.
@@ -220,6 +257,11 @@ impl Service {
         mut plan: impl FnMut(&mut Ipam) -> Result<(Option<Change>, T), crate::ipam::Error>,
     ) -> Result<T, Error> {
         let mut last_err = None;
+        // Held until the wait for this request's own change ends.
+        let mut guard = ReleasingGuard {
+            svc: self,
+            entry: None,
+        };
         for _ in 0..REPLANS {
             let wait = {
                 let mut live = self.lock();
@@ -239,7 +281,33 @@ impl Service {
                 };
                 match change {
                     Some(c) => {
+                        let releasing = self.fleet.as_ref().and_then(|_| {
+                            let (pool, address) = match &c {
+                                Change::ReleasePool { id } => (id, None),
+                                Change::ReleaseAddress { pool, address } => (pool, Some(*address)),
+                                _ => return None,
+                            };
+                            let shared = live
+                                .ipam
+                                .state()
+                                .pool(pool)?
+                                .shared
+                                .as_deref()
+                                .map(String::from);
+                            Some(Releasing {
+                                pool: pool.clone(),
+                                address,
+                                shared,
+                            })
+                        });
                         let undo = live.ipam.apply(&c)?;
+                        if let Some(r) = &releasing {
+                            live.releasing.push(r.clone());
+                        }
+                        guard = ReleasingGuard {
+                            svc: self,
+                            entry: releasing,
+                        };
                         let (ticket, durable) = self.store.commit(c);
                         live.inflight.push_back((ticket, undo));
                         live.last = Some(ticket);
@@ -259,12 +327,14 @@ impl Service {
             };
             match wait {
                 Wait::Own(durable, out) => {
-                    return match durable.await {
+                    let done = durable.await;
+                    if done.is_err() {
+                        self.recover(&mut self.lock());
+                    }
+                    drop(guard);
+                    return match done {
                         Ok(()) => Ok(out?),
-                        Err(e) => {
-                            self.recover(&mut self.lock());
-                            Err(e.into())
-                        }
+                        Err(e) => Err(e.into()),
                     };
                 }
                 Wait::Earlier(durable, out) => match durable.await {

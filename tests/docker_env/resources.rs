@@ -92,6 +92,25 @@ impl Resources {
             .unwrap_or_else(|e| panic!("docker run {what} on {net} {extra:?}: {e}"))
     }
 
+    /// `docker run … --mac-address MAC` on `net`. The 28.x CLI cannot give
+    /// a MAC on a user network to a 20.10 daemon (API 1.41), so there the
+    /// container is created through the Engine API.
+    pub fn run_with_mac(&mut self, what: &str, net: &str, mac: &str) -> String {
+        if super::server_api_version() >= (1, 44) {
+            return self.run(what, net, &["--mac-address", mac]);
+        }
+        let name = self.name(what);
+        self.containers.push(name.clone());
+        let (status, body) = super::docker_api_post(
+            &format!("/containers/create?name={name}"),
+            &serde_json::json!({"Image": super::IMAGE, "Cmd": ["sleep", "600"], "MacAddress": mac,
+                "HostConfig": {"NetworkMode": net}}),
+        );
+        assert_eq!(status, 201, "create {name}: {body}");
+        super::docker_ok(&["start", &name]);
+        name
+    }
+
     /// Removes a container whose `docker run` failed: created, but its
     /// start failed, so it may or may not exist.
     pub fn rm_failed(&mut self, what: &str) {
