@@ -354,6 +354,21 @@ fn a_shared_network_with_an_explicit_gateway_shares_it_and_no_container_gets_it(
         v["Err"].as_str().unwrap_or("").contains("10.61.5.0/24"),
         "{v}"
     );
+    // The first usable address (reserved as the record's gateway, freed on
+    // each host by the --gateway) goes to one container only.
+    let first =
+        json!({"PoolID": "LocalDefault/10.61.5.0/24", "Address": "10.61.5.1", "Options": {}});
+    let granted_first = hosts
+        .iter()
+        .filter(|d| {
+            d.client()
+                .call("IpamDriver.RequestAddress", &first)
+                .unwrap()
+                .0
+                == 200
+        })
+        .count();
+    assert_eq!(granted_first, 1, "10.61.5.1 acknowledged to one host only");
     // No container on any host gets the gateway.
     let want =
         json!({"PoolID": "LocalDefault/10.61.5.0/24", "Address": "10.61.5.254", "Options": {}});
