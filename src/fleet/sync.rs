@@ -179,11 +179,14 @@ async fn check_mains(fleet: &Fleet, mains: &Mains) -> Result<(), String> {
                 list(&m.v6)
             ))
         }
-        None => fleet
-            .put_mains(mains)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        None => match fleet.put_mains(mains).await.map_err(|e| e.to_string())? {
+            Claim::Won => Ok(()),
+            // Another host recorded its main pools first: compare with those
+            // (start_sync loads the fleet again and comes back here).
+            Claim::Lost(_) => {
+                Err("the fleet's main pools were recorded meanwhile; checking again".into())
+            }
+        },
     }
 }
 
