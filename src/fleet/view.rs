@@ -74,6 +74,7 @@ pub struct Snapshot {
 enum Delta {
     Block(IpNet, Option<String>),
     Addr(IpNet, IpAddr, bool),
+    ClearAddrs(IpNet),
 }
 
 impl View {
@@ -120,7 +121,12 @@ impl View {
                 }
             }
             (Key::Shared(name), None) => {
-                self.shared.remove(&name);
+                // Its addresses go in the same transaction, after it: drop
+                // them now, while the subnet is still known.
+                if let Some((rec, _)) = self.shared.remove(&name) {
+                    out.push(Delta::ClearAddrs(rec.subnet));
+                }
+                self.addrs.retain(|(n, _), _| *n != name);
             }
             (Key::Addr(name, a), Some(v)) => {
                 if let Some(claim) = parse(v) {
@@ -228,6 +234,7 @@ fn apply_deltas(foreign: &mut Foreign, deltas: &[Delta], revision: i64) {
             Delta::Block(net, None) => foreign.remove_block(net),
             Delta::Addr(subnet, a, true) => foreign.insert_addr(*subnet, to_u128(*a)),
             Delta::Addr(subnet, a, false) => foreign.remove_addr(subnet, to_u128(*a)),
+            Delta::ClearAddrs(subnet) => foreign.clear_addrs(subnet),
         }
     }
     foreign.set_revision(revision);

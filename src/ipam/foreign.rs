@@ -177,6 +177,11 @@ impl Foreign {
         self.addrs.entry(subnet).or_default().insert(x);
     }
 
+    /// Forgets every address of a shared pool (the network was deleted).
+    pub fn clear_addrs(&mut self, subnet: &IpNet) {
+        self.addrs.remove(subnet);
+    }
+
     /// Frees an address of a shared pool.
     pub fn remove_addr(&mut self, subnet: &IpNet, x: u128) {
         if let Some(set) = self.addrs.get_mut(subnet) {
