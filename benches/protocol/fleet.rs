@@ -27,6 +27,8 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     failed: usize,
+    /// The first failure's reply.
+    first_error: Option<String>,
 }
 
 impl Figures {
@@ -37,12 +39,18 @@ impl Figures {
             p50: quantile(&lat, 0.50),
             p99: quantile(&lat, 0.99),
             failed,
+            first_error: None,
         }
     }
 
     fn row(&self, what: &str, clients: usize) {
         let failed = if self.failed > 0 {
-            format!(" ({} failed)", self.failed)
+            let first = self.first_error.as_deref().unwrap_or("");
+            format!(
+                " ({} failed; first: {})",
+                self.failed,
+                first.chars().take(160).collect::<String>()
+            )
         } else {
             String::new()
         };
@@ -118,30 +126,36 @@ fn drive(
                 let mut c = Plugin::connect(&socket).expect("connect");
                 barrier.wait();
                 let deadline = Instant::now() + dur;
-                let (mut lat, mut failed, mut i) = (Vec::new(), 0, 0);
+                let (mut lat, mut failed, mut i, mut first) = (Vec::new(), 0, 0, None);
                 while Instant::now() < deadline {
                     let req = body(t, i);
                     i += 1;
                     let t0 = Instant::now();
                     match c.call(method, &req) {
                         Ok((200, _)) => lat.push(t0.elapsed()),
-                        _ => failed += 1,
+                        other => {
+                            failed += 1;
+                            first.get_or_insert_with(|| format!("{other:?}"));
+                        }
                     }
                 }
-                (lat, failed)
+                (lat, failed, first)
             })
         })
         .collect();
     barrier.wait();
     let start = Instant::now();
-    let (mut all, mut failed) = (Vec::new(), 0);
+    let (mut all, mut failed, mut first) = (Vec::new(), 0, None);
     for t in threads {
-        if let Ok((lat, f)) = t.join() {
+        if let Ok((lat, f, e)) = t.join() {
             all.extend(lat);
             failed += f;
+            first = first.or(e);
         }
     }
-    Figures::of(all, failed, start.elapsed())
+    let mut fig = Figures::of(all, failed, start.elapsed());
+    fig.first_error = first;
+    fig
 }
 
 fn pool(daemon: &Daemon, body: Value) -> String {

@@ -52,14 +52,18 @@ use view::View;
 pub const GATEWAY_OWNER: &str = "<gateway>";
 
 /// Where a host starts looking for blocks and shared addresses: FNV-1a
-/// of its HOST_ID, never 0 (0 is "alone": the start of each pool).
+/// of its HOST_ID, mixed (splitmix64's finaliser) so that names differing
+/// in one character (`web1`, `web2`) land far apart in every pool size;
+/// never 0 (0 is "alone": the start of each pool).
 pub fn affinity(host_id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in host_id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h.max(1)
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h ^ (h >> 31)).max(1)
 }
 
 /// Claims retried after a conflict before the request fails.
@@ -83,6 +87,23 @@ pub struct Fleet {
     leaving: std::sync::atomic::AtomicBool,
     /// Round trips, conflicts, retries and errors (metrics, status).
     pub stats: conn::EtcdStats,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_named_alike_start_far_apart() {
+        let slots = 1u64 << 20;
+        let at: Vec<u64> = ["b0", "b1", "b2", "web1", "web2"]
+            .iter()
+            .map(|h| super::affinity(h) % slots)
+            .collect();
+        for (i, a) in at.iter().enumerate() {
+            for b in &at[i + 1..] {
+                assert!(a.abs_diff(*b) > 1000, "{at:?}");
+            }
+        }
+    }
 }
 
 impl Fleet {
