@@ -89,23 +89,6 @@ pub struct Fleet {
     pub stats: conn::EtcdStats,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hosts_named_alike_start_far_apart() {
-        let slots = 1u64 << 20;
-        let at: Vec<u64> = ["b0", "b1", "b2", "web1", "web2"]
-            .iter()
-            .map(|h| super::affinity(h) % slots)
-            .collect();
-        for (i, a) in at.iter().enumerate() {
-            for b in &at[i + 1..] {
-                assert!(a.abs_diff(*b) > 1000, "{at:?}");
-            }
-        }
-    }
-}
-
 impl Fleet {
     /// A fleet member; nothing is contacted until it is used.
     pub fn new(cfg: FleetConfig) -> Fleet {
@@ -225,5 +208,22 @@ impl Fleet {
     pub fn snapshot(&self) -> FleetSnapshot {
         let health = self.conn.health();
         self.view().snapshot(&self.cfg.host_id, health)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_named_alike_start_far_apart() {
+        let slots = 1u64 << 20;
+        let at: Vec<u64> = ["b0", "b1", "b2", "web1", "web2"]
+            .iter()
+            .map(|h| super::affinity(h) % slots)
+            .collect();
+        for (i, a) in at.iter().enumerate() {
+            for b in &at[i + 1..] {
+                assert!(a.abs_diff(*b) > 1000, "{at:?}");
+            }
+        }
     }
 }
