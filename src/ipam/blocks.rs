@@ -66,7 +66,13 @@ impl Ipam {
             // In a fleet each host starts at its own slot of the region and
             // wraps around (see `Foreign::affinity`); alone, at its start.
             let slots = ((mhi - mlo) / size).saturating_add(1);
-            let first = mlo + (u128::from(self.foreign().affinity()) % slots) * size;
+            let slot = mlo + (u128::from(self.foreign().affinity()) % slots) * size;
+            // In a fleet, past the host's last block (its blocks sit
+            // together, and are not walked one by one at every request).
+            let first = match self.foreign().block_hint(family, prefix) {
+                Some(h) if h >= mlo && h <= mhi && h % size == mlo % size => h,
+                _ => slot,
+            };
             let scans = [(first, mhi), (mlo, first.saturating_sub(1))];
             for (from, to) in scans.into_iter().filter(|(f, t)| f <= t) {
                 if let Some(net) = self.scan_blocks(family, from, to, size, prefix, &near, avoid) {

@@ -35,6 +35,9 @@ pub struct Foreign {
     /// so they rarely race for the same block or address, and each host's
     /// blocks sit together (Calico's block affinity).
     affinity: u64,
+    /// Where the next block search of a size starts: just past the last
+    /// block this host claimed of it (fleet mode; not kept).
+    hints: HashMap<(Family, u8), u128>,
 }
 
 impl Foreign {
@@ -65,6 +68,23 @@ impl Foreign {
 
     pub fn set_affinity(&mut self, affinity: u64) {
         self.affinity = affinity;
+    }
+
+    /// Where a block search of `/prefix` starts, after a claim.
+    pub fn block_hint(&self, family: Family, prefix: u8) -> Option<u128> {
+        self.hints.get(&(family, prefix)).copied()
+    }
+
+    /// This host claimed `net`: the next search of its size starts after it.
+    pub fn claimed(&mut self, net: &IpNet) {
+        if self.affinity == 0 {
+            return;
+        }
+        let end = net_bounds(net).1;
+        if let Some(next) = end.checked_add(1) {
+            self.hints
+                .insert((Family::of_net(net), net.prefix_len()), next);
+        }
     }
 
     /// The fleet revision the blocks and addresses are current at: a

@@ -164,7 +164,10 @@ impl Service {
                 Ok(Claim::Won) => {
                     let out = added(&change);
                     let done = self
-                        .commit_claimed(fleet, change, |f| f.remove_pending(&net))
+                        .commit_claimed(fleet, change, |f| {
+                            f.remove_pending(&net);
+                            f.claimed(&net);
+                        })
                         .await;
                     cancel.done();
                     done?;
@@ -182,7 +185,10 @@ impl Service {
                     // A repeat found its own claim: it was made.
                     let out = added(&change);
                     let done = self
-                        .commit_claimed(fleet, change, |f| f.remove_pending(&net))
+                        .commit_claimed(fleet, change, |f| {
+                            f.remove_pending(&net);
+                            f.claimed(&net);
+                        })
                         .await;
                     cancel.done();
                     done?;
