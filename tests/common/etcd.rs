@@ -598,11 +598,17 @@ impl Drop for Cluster {
 
 /// `count` distinct free loopback ports (bound together, then released).
 fn free_ports(count: usize) -> Vec<u16> {
+    // Never the same port twice in one test process: a cluster that is
+    // stopped and started again (stop_all, restart) gets its ports back
+    // only if no other test's cluster took them meanwhile.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let mut held = Vec::new();
     while held.len() < count {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().expect("local addr").port();
-        if port != 2379 && port != 2380 {
+        if port != 2379 && port != 2380 && !given.contains(&port) {
+            given.push(port);
             held.push((port, l));
         }
     }
