@@ -217,7 +217,9 @@ fn a_shared_network_gives_unique_addresses_across_hosts_through_a_kill9() {
                             "IpamDriver.ReleaseAddress",
                             &json!({"PoolID": pool, "Address": a.to_string()}),
                         );
-                        if matches!(r, Ok((200, _))) {
+                        // Released, or its outcome unknown (the host was
+                        // killed before it replied): not held for sure.
+                        if !matches!(r, Ok((status, _)) if status != 200) {
                             continue;
                         }
                     }
