@@ -14,6 +14,7 @@
 //! - [`state`]: memory per lease, restart time, the cost of one change.
 //! - [`compaction`]: latency under load while the store compacts.
 //! - [`sticky`]: what remembered identities (F6) cost.
+//! - [`text`]: what a journal line and a reply's address cost to write.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -27,6 +28,8 @@ mod load;
 mod state;
 #[path = "protocol/sticky.rs"]
 mod sticky;
+#[path = "protocol/text.rs"]
+mod text;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv6Addr};
@@ -281,7 +284,7 @@ fn mean(samples: &[Duration]) -> Duration {
 
 // ---------------------------------------------------------------- main
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "load",
     "memory",
     "restart",
@@ -289,6 +292,7 @@ const SECTIONS: [&str; 7] = [
     "compaction",
     "sticky",
     "fleet",
+    "text",
 ];
 
 fn main() {
@@ -346,6 +350,9 @@ fn main() {
     }
     if run("fleet") {
         fleet::fleet(&plan, &mut targets);
+    }
+    if run("text") {
+        text::text(&plan);
     }
 
     println!("\n## Targets\n");

@@ -195,7 +195,7 @@ pub async fn request_address(svc: &Service, body: &[u8]) -> Result<RequestAddres
     let net = svc.request_address(&req).await?;
     log::debug!("address {net} leased in pool {}", req.pool);
     Ok(RequestAddressResponse {
-        address: net.to_string(),
+        address: ipam::text::net_string(&net),
         data: Default::default(),
     })
 }

@@ -44,6 +44,7 @@ mod state;
 mod sticky;
 mod sticky_pool;
 mod stranded;
+pub mod text;
 mod tree;
 mod tree_plan;
 mod treefile;

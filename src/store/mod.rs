@@ -28,6 +28,12 @@ use crate::metrics::Histogram;
 
 pub use local::{LocalStore, Opened};
 
+/// Appends one change's journal line (`<crc> <seq> <json>\n`): for the
+/// benchmark, which weighs it against plain serde.
+pub fn encode_journal_line(buf: &mut Vec<u8>, seq: u64, change: &Change) {
+    journal::encode(buf, seq, change);
+}
+
 /// Resolves once a committed change is durable (or failed to become so).
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 

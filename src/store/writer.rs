@@ -157,8 +157,12 @@ pub struct Writer {
 impl Writer {
     pub fn run(mut self) {
         let mut buf = Vec::with_capacity(64 << 10);
+        // The queue and the batch being written trade their vectors, so
+        // neither grows again from nothing for every batch.
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
         loop {
-            let batch = {
+            {
                 let mut q = lock(&self.shared.queue);
                 while q.pending.is_empty() && !q.closing {
                     if self.ack_behind() {
@@ -190,21 +194,21 @@ impl Writer {
                     self.finish();
                     return;
                 }
-                std::mem::take(&mut q.pending)
-            };
-            self.process(batch, &mut buf);
+                std::mem::swap(&mut q.pending, &mut batch);
+            }
+            self.process(&mut batch, &mut buf, &mut waiters);
             if self.ack_behind() && self.acked_at.elapsed() >= ACK_EVERY {
                 self.write_ack();
             }
         }
     }
 
-    fn process(&mut self, batch: Vec<Item>, buf: &mut Vec<u8>) {
-        let mut waiters = Vec::with_capacity(batch.len());
+    fn process(&mut self, batch: &mut Vec<Item>, buf: &mut Vec<u8>, waiters: &mut Vec<Waiter>) {
         let mut last = self.seq;
         let mut result = Ok(());
         buf.clear();
-        for item in batch {
+        waiters.clear();
+        for item in batch.drain(..) {
             match item {
                 Item::Change(seq, change, w) => {
                     journal::encode(buf, seq, &change);
@@ -213,7 +217,7 @@ impl Writer {
                 }
                 Item::Barrier(w) => waiters.push(w),
                 Item::Snapshot(seq, state) if result.is_ok() => {
-                    result = self.flush(buf, last, &mut waiters);
+                    result = self.flush(buf, last, waiters);
                     if result.is_ok() {
                         self.rotate(seq, state);
                     } else {
@@ -224,11 +228,11 @@ impl Writer {
             }
         }
         if result.is_ok() {
-            result = self.flush(buf, last, &mut waiters);
+            result = self.flush(buf, last, waiters);
         }
         if let Err(e) = result {
             log::error!("{e}");
-            self.fail(e.to_string(), waiters);
+            self.fail(e.to_string(), std::mem::take(waiters));
         }
     }
 
@@ -243,7 +247,6 @@ impl Writer {
             if self.dirty {
                 self.scrub()?;
             }
-            let path = journal::journal_path(&self.shared.dir, self.gen_now);
             self.extend(buf.len() as u64);
             self.dirty = true;
             self.file
@@ -254,7 +257,10 @@ impl Writer {
                     self.shared.fsync.observe(start.elapsed());
                     synced
                 })
-                .map_err(|e| StoreError::io(&path, "append to", e))?;
+                .map_err(|e| {
+                    let path = journal::journal_path(&self.shared.dir, self.gen_now);
+                    StoreError::io(path, "append to", e)
+                })?;
             self.dirty = false;
             self.size += buf.len() as u64;
             self.alloc = self.alloc.max(self.size);
