@@ -37,6 +37,7 @@ mod leases;
 mod net;
 mod options;
 mod pool;
+mod pool_choose;
 mod poolid;
 mod retired;
 mod snapshot;

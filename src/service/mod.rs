@@ -23,11 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnet::IpNet;
 
 mod fleet;
+mod usage;
+
+pub use usage::{PoolUsage, Usage};
 
 use crate::error::Error;
 use crate::ipam::{
-    AddressRequest, Change, Family, Foreign, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec,
-    Undo,
+    AddressRequest, Change, Foreign, Ipam, PoolId, PoolRequest, TreePoolView, TreeSpec, Undo,
 };
 use crate::metrics::RequestMetrics;
 use crate::store::{Durable, Store, StoreError, StoreStats, Ticket};
@@ -85,25 +87,6 @@ pub struct Service {
     requires_mac: bool,
     /// Fleet mode (F9): blocks and shared networks go through etcd.
     fleet: Option<Arc<crate::fleet::Fleet>>,
-}
-
-/// One held pool as status and metrics show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolUsage {
-    pub id: PoolId,
-    pub auto: bool,
-    /// Addresses that can be leased (the subnet without its reserved ones).
-    pub size: u128,
-    /// Leased addresses, gateway included.
-    pub leases: usize,
-}
-
-/// The pools and main pools at one moment, copied under the lock.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub pools: Vec<PoolUsage>,
-    pub v4: Vec<IpNet>,
-    pub v6: Vec<IpNet>,
 }
 
 /// Read access to the allocator (status and listing reads).
@@ -191,27 +174,6 @@ impl Service {
     /// The store's flush latency, when it flushes.
     pub fn fsync_latency(&self) -> Option<&crate::metrics::Histogram> {
         self.store.fsync_latency()
-    }
-
-    /// Every held pool with its size and use, and the main pools: one pass
-    /// over the pools under the lock (no lease is copied), so status reads
-    /// and scrapes never hold up allocations for long.
-    pub fn usage(&self) -> Usage {
-        let ipam = self.ipam();
-        Usage {
-            pools: ipam
-                .state()
-                .pools()
-                .map(|p| PoolUsage {
-                    id: p.id.clone(),
-                    auto: p.auto,
-                    size: crate::ipam::usable_count(&p.id.subnet),
-                    leases: p.lease_count(),
-                })
-                .collect(),
-            v4: ipam.mains(Family::V4),
-            v6: ipam.mains(Family::V6),
-        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Live> {
