@@ -7,6 +7,11 @@
 
 use warp::Filter;
 
+/// The same allocator as gipam's binary (src/main.rs), so that the ratio
+/// measures gipam's work and not the allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let Some(path) = std::env::args().nth(1) else {

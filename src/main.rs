@@ -10,6 +10,13 @@ use std::process::ExitCode;
 
 use gipam::config::{Config, ConfigError};
 
+/// mimalloc rather than the C library's allocator: a request allocates a
+/// few dozen small objects on one worker and the journal thread frees some
+/// of them, which glibc's arenas (and musl's, in the plugin) handle
+/// slowly. BENCHMARKS.md has the figures.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = match gipam::cli::dispatch(std::env::args().collect(), std::env::vars()) {
         gipam::cli::Dispatch::Serve(args) => args,
