@@ -31,28 +31,30 @@ mod sticky;
 #[path = "protocol/text.rs"]
 mod text;
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gipam::ipam::{AddressRequest, Change, Mac, PoolId, Settings, State};
+use mimalloc::MiMalloc;
 use tokio::runtime::Runtime;
 
 // ---------------------------------------------------------------- heap count
 
-/// The system allocator, counting the bytes currently allocated so the
-/// memory figures are heap bytes rather than page-granular RSS.
+/// The daemon's allocator (mimalloc, src/main.rs), counting the bytes
+/// currently allocated so the memory figures are heap bytes rather than
+/// page-granular RSS.
 struct Counting;
 
 static HEAP: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every method forwards to `System` with the caller's arguments
+// SAFETY: every method forwards to `MiMalloc` with the caller's arguments
 // unchanged and only adds bookkeeping on the side.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received; the caller upholds alloc's contract.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { MiMalloc.alloc(layout) };
         if !p.is_null() {
             HEAP.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -61,7 +63,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for alloc.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             HEAP.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -69,14 +71,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` came from this allocator, i.e. from `MiMalloc`.
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` came from `System` with `layout`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: `ptr` came from `MiMalloc` with `layout`.
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             HEAP.fetch_add(new_size, Ordering::Relaxed);
             HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
