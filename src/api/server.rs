@@ -10,7 +10,7 @@
 //!   starts when the connection waits for a request: it reaps idle
 //!   connections too); the body within the same time (`routes_with`); a
 //!   reply that the client does not read fails the connection after the
-//!   same time ([`super::stall`]);
+//!   same time (`api::stall`);
 //! - hyper's read buffer is capped at [`MAX_BUF`], so a header flood
 //!   cannot grow it: with the body cap ([`super::MAX_BODY`]) a connection
 //!   costs a bounded amount of memory, and all of them together at most

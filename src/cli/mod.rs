@@ -6,10 +6,10 @@
 //!
 //! - [`socket`]: finding the plugin's socket without the user looking up
 //!   the plugin id.
-//! - [`http`]: one request over that socket (the pools commands);
+//! - `http`: one request over that socket (the pools commands);
 //!   `client`: the same for the operator's commands, with chunked replies.
-//! - [`pools`]: the `pools` subcommands and their tables.
-//! - [`ops`]: `status`, `leases`, `fleet`, `reconcile`, `import`; [`docker`] reads
+//! - `pools`: the `pools` subcommands and their tables.
+//! - `ops`: `status`, `leases`, `fleet`, `reconcile`, `import`; [`docker`] reads
 //!   Docker's networks for them (never from inside the daemon).
 
 mod client;

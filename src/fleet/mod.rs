@@ -19,7 +19,7 @@
 //!   create-if-absent transaction, owned by the host that took it.
 //! - Nothing is ever released by a timer. What this host holds in etcd and
 //!   no longer holds locally (released, or claimed by a request that then
-//!   failed) is deleted by [`sync`]'s tidy pass, which compares revisions,
+//!   failed) is deleted by `fleet::sync`'s tidy pass, which compares revisions,
 //!   so it never deletes a newer claim.
 //!
 //! The order that keeps a reply honest: a new block or shared address is

@@ -15,7 +15,7 @@ use super::retired::FrozenMemory;
 pub use super::retired::{SnapshotRemembered, SnapshotRetired};
 use super::{Family, Leases, Mac, PoolId, Reuse, Sticky, TreeSpec, to_addr};
 
-/// A copy of the state taken for a snapshot (see [`State::freeze`]).
+/// A copy of the state taken for a snapshot (see [`super::State::freeze`]).
 #[derive(Debug, Clone)]
 pub struct Frozen {
     pub(super) ula: Option<Ipv6Net>,

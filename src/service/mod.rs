@@ -8,7 +8,7 @@
 //!
 //! - A change the store refuses is taken back, with every change applied
 //!   after it that the failure took down too, newest first, before anything
-//!   else is planned ([`Service::recover`]). A failed change leaves nothing
+//!   else is planned (`Service::recover`). A failed change leaves nothing
 //!   behind, and the store accepts changes again once that is done.
 //! - A request that changes nothing (a duplicate release, a release of an
 //!   address another request is releasing) may rest on a change that is
